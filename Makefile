@@ -1,0 +1,45 @@
+# The series' commands. `make lab` opens it; `make test` runs every test (CI runs exactly this).
+# Both create .venv on first use, with the tested pins in constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MNIST_GZ ?= ../shared/data/mnist
+MNIST_RAW := data/MNIST/raw
+PYTEST_ARGS ?=
+
+.PHONY: lab test data bench notebooks clean-venv
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+## Open the series in JupyterLab (ipywidgets included).
+lab: $(VENV)/.installed data
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+## Unit tests, then every notebook top to bottom at the smoke size (nbval).
+test: $(VENV)/.installed data
+	SG_SIZE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=900 -q $(PYTEST_ARGS)
+
+## Lay out MNIST where torchvision finds it, from a local copy of the .gz files if there is one
+## (these machines have no internet; elsewhere torchvision downloads it on first use).
+data:
+	@if [ ! -f $(MNIST_RAW)/t10k-labels-idx1-ubyte ] && [ -d $(MNIST_GZ) ]; then \
+		mkdir -p $(MNIST_RAW); \
+		for f in $(MNIST_GZ)/*.gz; do gunzip -c "$$f" > "$(MNIST_RAW)/$$(basename "$$f" .gz)"; done; \
+		echo "MNIST placed in $(MNIST_RAW) from $(MNIST_GZ)"; \
+	fi
+
+clean-venv:
+	rm -rf $(VENV)
+
+## Median ms per training step, backprop vs DNI vs cDNI, with the ideal ratios (prints figures only).
+bench: $(VENV)/.installed data
+	$(PY) benchmarks/step_time.py
+
+## Re-execute every notebook in place at $(SG_SIZE) (default quick), for committed outputs.
+SG_SIZE ?= quick
+notebooks: $(VENV)/.installed data
+	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 $(PY) scripts/run_notebooks.py

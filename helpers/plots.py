@@ -1,0 +1,129 @@
+"""Figures used across the series. Pure functions: they take data and return a matplotlib Figure.
+
+Each method keeps one colour in every notebook (`METHOD_COLORS`), so a reader can compare figures at a
+glance; every figure says which run size produced it.
+"""
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.patches import Patch
+
+METHOD_COLORS = {
+    "backprop": "#222222",
+    "nobackprop": "#9a9a9a",
+    "dni": "#1f77b4",
+    "cdni": "#ff7f0e",
+    "synthetic_loss": "#d62728",
+    "critic": "#9467bd",
+    "full_unlock": "#2ca02c",
+    "fa": "#8c564b",
+    "dfa": "#e377c2",
+}
+LAYER_STYLES = {3: "-", 4: "--", 5: "-.", 6: ":"}
+
+
+def method_color(method):
+    return METHOD_COLORS.get(method, "#17becf")
+
+
+def plot_learning_curves(histories, metric="test_accuracy", size=None, ax=None, title=None):
+    """One axes with a curve per run: colour = method, line style = depth. Returns the Figure."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    for history in histories:
+        values = getattr(history, metric)
+        ax.plot(history.iteration, values, color=method_color(history.method),
+                linestyle=LAYER_STYLES.get(history.layers, "-"), label=history.label)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title((title or metric.replace("_", " ")) + (f"  [run size: {size}]" if size else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return ax.figure
+
+
+def plot_locking(layers=3):
+    """Timelines of which layer is busy when, for backprop and for DNI (Jaderberg et al. 2016, section 1).
+
+    Backprop: layer i cannot update until the forward pass has reached the loss and the backward pass
+    has come back down (update locking), so it mostly waits. With a synthetic gradient each layer
+    updates right after its own forward step, and its synthesizer learns later, off the critical path.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.9 + 0.6 * layers), sharey=True)
+    colors = {"forward": "#1f77b4", "backward": "#ff7f0e", "update": "#2ca02c", "waiting": "#e6e6e6"}
+
+    def draw(ax, busy, title, end):
+        for layer, spans in busy.items():
+            ax.broken_barh([(0, end)], (layer - 0.35, 0.7), color=colors["waiting"])
+            for start, length, kind in spans:
+                ax.broken_barh([(start, length)], (layer - 0.35, 0.7), color=colors[kind])
+        ax.set_title(title)
+        ax.set_xlabel("time (steps of work)")
+        ax.set_xlim(0, end)
+
+    backprop = {i: [(i - 1, 1, "forward"), (2 * layers - i, 1, "backward"), (2 * layers - i + 1, 0.5, "update")]
+                for i in range(1, layers + 1)}
+    decoupled = {i: [(i - 1, 1, "forward"), (i, 1, "update")] for i in range(1, layers + 1)}
+    draw(axes[0], backprop, "backprop: each layer waits for the whole backward pass", 2 * layers + 0.5)
+    draw(axes[1], decoupled, "synthetic gradients: update right after forward", 2 * layers + 0.5)
+    axes[0].set_yticks(range(1, layers + 1), [f"layer {i}" for i in range(1, layers + 1)])
+    axes[0].invert_yaxis()
+    fig.legend(handles=[Patch(color=c, label=k) for k, c in colors.items()], loc="lower center", ncol=4,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def plot_gradient_comparison(synthetic, true, layer, iteration, history=None, size=None, units=64, examples=32):
+    """Synthetic vs true gradient of one hidden block at one checkpoint, side by side.
+
+    synthetic, true: (batch, units) tensors (per-example dL/dh, as `dni.DNI.measure` records them).
+    Panels: a scatter of all components against y = x; heatmaps of the first `examples` x `units`
+    entries on one colour scale; and, given the `history`, the whole-batch cosine of every layer over
+    training with this checkpoint marked. Returns the Figure.
+    """
+    synthetic, true = synthetic.detach().float().cpu().flatten(1), true.detach().float().cpu().flatten(1)
+    cosine = float(torch.nn.functional.cosine_similarity(synthetic.flatten(), true.flatten(), dim=0))
+    panels = 4 if history is not None else 3
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4))
+    ax = axes[0]
+    ax.scatter(true.flatten(), synthetic.flatten(), s=2, alpha=0.3, color=METHOD_COLORS["dni"])
+    limit = float(max(true.abs().max(), synthetic.abs().max(), 1e-12))
+    ax.plot([-limit, limit], [-limit, limit], color="#222222", linewidth=0.8, label="y = x")
+    ax.set_xlabel("true gradient component")
+    ax.set_ylabel("synthetic gradient component")
+    ax.set_title(f"block {layer}, iteration {iteration:,}\nwhole-batch cosine {cosine:.2f}")
+    ax.legend(loc="upper left", fontsize=8)
+    scale = float(true[:examples, :units].abs().max()) or 1.0
+    for ax, values, name in ((axes[1], synthetic, "synthetic"), (axes[2], true, "true")):
+        image = ax.imshow(values[:examples, :units], cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto")
+        ax.set_title(f"{name} dL/dh")
+        ax.set_xlabel("unit")
+        ax.set_ylabel("example")
+    fig.colorbar(image, ax=axes[2], fraction=0.046)
+    if history is not None:
+        plot_gradient_quality(history, ax=axes[3])
+        axes[3].axvline(iteration, color="#999999", linestyle="--", linewidth=1)
+    if size:
+        fig.suptitle(f"run size: {size}", fontsize=9, x=0.99, ha="right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_gradient_quality(history, metric="cos_batch", ax=None, size=None):
+    """A learner's per-block gradient measurement (`history.extra[f"{metric}/{block}"]`) over training."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    blocks = sorted(int(key.split("/")[1]) for key in history.extra if key.startswith(metric + "/"))
+    if not blocks:
+        raise ValueError(f"history has no {metric!r} measurements; train a learner that has measure().")
+    cmap = plt.get_cmap("viridis")
+    for k, block in enumerate(blocks):
+        ax.plot(history.iteration, history.extra[f"{metric}/{block}"], color=cmap(k / max(1, len(blocks) - 1)),
+                label=f"block {block}")
+    ax.axhline(0, color="#999999", linewidth=0.8)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{history.method}: {metric.replace('_', ' ')} by block" + (f"  [run size: {size}]" if size else ""))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax.figure

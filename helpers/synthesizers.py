@@ -1,0 +1,54 @@
+"""Synthesizers: small models that predict what a block would otherwise have to wait for.
+
+`GradientSynthesizer` is the paper's synthetic-gradient model M(h) ≈ dL/dh (Jaderberg et al. 2016,
+section 2): linear, or an MLP with hidden layers of 1024 units (Linear, BatchNorm, ReLU). Its last layer,
+weights AND bias, starts at zero, so every synthesizer first predicts a zero gradient (paper, appendix):
+a block then starts from where it is instead of being pushed by a random gradient.
+
+Scale: a synthesizer predicts the *per-example* gradient, batch size x dL/dh for a batch-mean loss, and
+the learner divides by the batch size before handing it to the block. Adam moves each weight by about
+its learning rate per step whatever the loss scale, so a zero-initialised output layer regressing onto
+mean-scaled targets (~1e-4 per element) overshoots them at once; per-example targets are O(1e-2..1).
+"""
+import torch
+import torch.nn as nn
+
+
+class GradientSynthesizer(nn.Module):
+    """M(h) or, conditioned, M(h, c) ≈ per-example dL/dh, for a block output h of shape (N, features).
+
+    hidden_layers: 0 (linear, the paper's cDNI choice) to 2 (the paper's DNI choice), each of `hidden`
+    units. context_features: size of the context vector (10 for a one-hot MNIST label: cDNI); 0 for none.
+    """
+
+    def __init__(self, features, hidden_layers=0, hidden=1024, context_features=0):
+        super().__init__()
+        if hidden_layers not in (0, 1, 2):
+            raise ValueError(f"hidden_layers must be 0, 1 or 2 (the paper's search range), got {hidden_layers!r}.")
+        self.features, self.context_features = features, context_features
+        layers, width = [], features + context_features
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+            width = hidden
+        output = nn.Linear(width, features)
+        nn.init.zeros_(output.weight)
+        nn.init.zeros_(output.bias)
+        self.net = nn.Sequential(*layers, output)
+
+    @property
+    def conditioned(self):
+        return self.context_features > 0
+
+    def forward(self, h, context=None):
+        if h.dim() != 2 or h.shape[1] != self.features:
+            raise ValueError(f"expected h of shape (N, {self.features}), got {tuple(h.shape)}.")
+        if self.conditioned:
+            if context is None or context.shape != (h.shape[0], self.context_features):
+                got = None if context is None else tuple(context.shape)
+                raise ValueError(f"this synthesizer is conditioned: pass context of shape "
+                                 f"({h.shape[0]}, {self.context_features}) (e.g. one-hot labels), got {got}.")
+            h = torch.cat([h, context], dim=1)
+        elif context is not None:
+            raise TypeError("this synthesizer is not conditioned (context_features=0) and takes no context; "
+                            "build it with context_features=num_classes for cDNI.")
+        return self.net(h)

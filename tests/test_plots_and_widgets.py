@@ -1,0 +1,81 @@
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from helpers import plots, widgets
+from helpers.training import History
+
+
+def fake_history(checkpoints=3, blocks=2):
+    history = History("dni", blocks + 1, iteration=[10 * (k + 1) for k in range(checkpoints)],
+                      test_accuracy=[0.5] * checkpoints)
+    for b in range(blocks):
+        history.extra[f"cos_batch/{b}"] = [0.1 * k + b for k in range(checkpoints)]
+    return history
+
+
+class FakeLearner:
+    def __init__(self, checkpoints=3, blocks=2):
+        g = torch.Generator().manual_seed(0)
+        self.snapshots = [[(torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)) for _ in range(blocks)]
+                          for _ in range(checkpoints)]
+
+
+def test_learning_curves_have_one_line_per_run_and_labels():
+    a, b = fake_history(), History("backprop", 3, iteration=[10, 20], test_accuracy=[0.6, 0.7])
+    fig = plots.plot_learning_curves([a, b], size="smoke")
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 and "smoke" in ax.get_title() and ax.get_xlabel() == "iteration"
+    assert ax.lines[1].get_color() == plots.METHOD_COLORS["backprop"]
+    plt.close(fig)
+
+
+def test_gradient_comparison_panels():
+    learner, history = FakeLearner(), fake_history()
+    synthetic, true = learner.snapshots[1][0]
+    fig = plots.plot_gradient_comparison(synthetic, true, 0, 20, history=history, size="smoke")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "block 0, iteration 20" in titles[0] and titles[1] == "synthetic dL/dh" and titles[2] == "true dL/dh"
+    assert "cos batch" in titles[3] and len(fig.axes[3].lines) == 2 + 2  # 2 blocks, the zero line, the marker
+    expected = torch.nn.functional.cosine_similarity(synthetic.flatten(), true.flatten(), dim=0)
+    assert f"{expected:.2f}" in titles[0]
+    plt.close(fig)
+    fig = plots.plot_gradient_comparison(synthetic, synthetic, 0, 20)
+    assert "cosine 1.00" in fig.axes[0].get_title() and len(fig.axes) == 4  # 3 panels + colour bar
+    plt.close(fig)
+
+
+def test_gradient_quality_needs_measurements():
+    with pytest.raises(ValueError, match="no 'cos_batch' measurements"):
+        plots.plot_gradient_quality(History("backprop", 3))
+
+
+def test_locking_figure():
+    fig = plots.plot_locking(layers=4)
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_yticklabels()][-1] == "layer 4"
+    plt.close(fig)
+
+
+def test_explorer_controls_drive_the_plot():
+    calls = []
+
+    def record(synthetic, true, block, iteration, history=None, size=None):
+        calls.append((synthetic, true, block, iteration))
+        return plt.figure()
+    learner, history = FakeLearner(), fake_history()
+    explorer = widgets.GradientExplorer(learner, history, plot=record)
+    assert calls[-1][2:] == (1, 30)  # starts on the top block, last checkpoint
+    explorer.layer.value = 0
+    assert calls[-1][2:] == (0, 30) and calls[-1][0] is learner.snapshots[2][0][0]
+    explorer.checkpoint.value = 0
+    assert calls[-1][2:] == (0, 10) and calls[-1][1] is learner.snapshots[0][0][1]
+    assert explorer.caption.value == "iteration 10"
+    assert len(calls) == 3
+
+
+def test_explorer_with_the_real_plot_and_no_snapshots():
+    explorer = widgets.GradientExplorer(FakeLearner(), fake_history())
+    explorer.checkpoint.value = 1
+    assert "iteration 20" in explorer.figure.axes[0].get_title()
+    with pytest.raises(ValueError, match="no snapshots"):
+        widgets.GradientExplorer(type("L", (), {"snapshots": []})(), fake_history())

@@ -1,0 +1,121 @@
+import json
+import os
+
+import pytest
+import torch
+
+from helpers import config, models, results, training
+from helpers.config import RunSize
+
+TINY = RunSize("test", iterations=60, lr=1e-3, batch_size=64, eval_every=20)
+
+
+def run(learner_class, dataset, size=TINY, layers=3, seed=0):
+    config.seed_everything(seed)
+    return training.train(learner_class(models.fcn(layers), size.lr), dataset, size, seed=seed, progress=False)
+
+
+def test_backprop_loss_falls_and_history_is_complete(mnist_small):
+    history = run(training.Backprop, mnist_small)
+    assert history.iteration == [20, 40, 60]
+    for name in ("train_loss", "train_accuracy", "test_accuracy", "seconds"):
+        assert len(getattr(history, name)) == 3, name
+    assert history.train_loss[-1] < 0.6 * history.train_loss[0]
+    assert history.test_accuracy[-1] > 0.75  # chance is 0.1
+    assert history.method == "backprop" and history.layers == 3
+
+
+def test_nobackprop_trains_only_the_output_layer(mnist_small):
+    config.seed_everything(0)
+    model = models.fcn(3)
+    before = [p.detach().clone() for p in model.parameters()]
+    history = training.train(training.NoBackprop(model, 1e-3), mnist_small, TINY, progress=False)
+    after = list(model.parameters())
+    output_count = len(list(model[-1].parameters()))
+    assert all(torch.equal(b, a) for b, a in zip(before[:-output_count], after[:-output_count]))
+    assert not all(torch.equal(b, a) for b, a in zip(before[-output_count:], after[-output_count:]))
+    assert history.test_accuracy[-1] > 0.3
+
+
+def test_same_seed_gives_identical_histories_on_cpu(mnist_small):
+    a, b = run(training.Backprop, mnist_small, seed=5), run(training.Backprop, mnist_small, seed=5)
+    assert a.train_loss == b.train_loss and a.test_accuracy == b.test_accuracy
+    c = run(training.Backprop, mnist_small, seed=6)
+    assert c.train_loss != a.train_loss
+
+
+class PoisonedBackprop(training.Backprop):
+    """Backprop whose loss turns NaN at step 27, as a diverging run would."""
+
+    def __init__(self, model, lr):
+        super().__init__(model, lr)
+        self.steps = 0
+
+    def step(self, x, y):
+        self.steps += 1
+        loss, logits = super().step(x, y)
+        return (loss * float("nan") if self.steps == 27 else loss), logits
+
+
+def test_divergence_stops_with_the_step_number(mnist_small):
+    with pytest.raises(training.DivergenceError, match="iteration 27") as error:
+        run(PoisonedBackprop, mnist_small)
+    assert error.value.iteration == 27
+    assert error.value.history.iteration == [20]  # what came before is kept
+
+
+def test_learning_rate_schedule_divides_by_ten_at_milestones():
+    paper = config.run_size("paper")
+    assert training.learning_rate(paper, 300_000) == pytest.approx(3e-5)
+    assert training.learning_rate(paper, 300_001) == pytest.approx(3e-6)
+    assert training.learning_rate(paper, 500_000) == pytest.approx(3e-7)
+
+
+def test_schedule_reaches_the_optimizers(mnist_small):
+    learner = training.Backprop(models.fcn(3), TINY.lr)
+    training.train(learner, mnist_small, TINY, progress=False)
+    assert learner.optimizers[0].param_groups[0]["lr"] == pytest.approx(TINY.lr / 100)
+
+
+def test_results_round_trip(tmp_path, mnist_small):
+    history = run(training.Backprop, mnist_small)
+    runs = [results.run_record(history, lr=TINY.lr)]
+    path = results.save_results("01_test", "quick", runs, seconds=1.5, device="cpu", directory=tmp_path)
+    assert path == tmp_path / "01_test.json"
+    loaded = results.load_results(path)
+    assert loaded["notebook"] == "01_test" and loaded["size"] == "quick" and loaded["torch"] == torch.__version__
+    assert loaded["runs"][0]["test_accuracy"] == history.final_test_accuracy
+    assert loaded["runs"][0]["layers"] == 3 and loaded["runs"][0]["iterations"] == 60
+    assert loaded["runs"][0]["history"]["train_loss"] == history.train_loss
+
+
+def test_smoke_results_never_replace_real_ones(tmp_path):
+    run_ = {"method": "backprop", "layers": 3, "iterations": 1, "test_accuracy": 0.5}
+    assert results.save_results("nb", "smoke", [run_], 1, "cpu", directory=tmp_path) == tmp_path / "smoke" / "nb.json"
+    results.save_results("nb", "quick", [run_], 1, "cpu", directory=tmp_path)
+    results.save_results("nb", "paper", [run_], 1, "cpu", directory=tmp_path)
+    assert results.load_results(tmp_path / "nb.json")["size"] == "paper"
+    assert results.load_results(tmp_path / "nb.quick.json")["size"] == "quick"
+
+
+def test_results_are_written_atomically(tmp_path, monkeypatch):
+    good = {"method": "backprop", "layers": 3, "iterations": 1, "test_accuracy": 0.5}
+    path = results.save_results("nb", "quick", [good], 1, "cpu", directory=tmp_path)
+    original = path.read_text()
+
+    def crash(obj, handle, **kwargs):
+        handle.write('{"half": ')
+        raise KeyboardInterrupt("crash while writing")
+    monkeypatch.setattr(json, "dump", crash)
+    with pytest.raises(KeyboardInterrupt):
+        results.save_results("nb", "quick", [good], 2, "cpu", directory=tmp_path)
+    assert path.read_text() == original
+    assert os.listdir(tmp_path) == ["nb.json"]  # no half-written temporary file left behind
+
+
+@pytest.mark.parametrize("bad,match", [({"method": "DNI!", "layers": 3, "iterations": 1, "test_accuracy": 0.5}, "lowercase"),
+                                       ({"method": "dni", "layers": 3, "iterations": 1, "test_accuracy": 97.7}, r"\[0, 1\]"),
+                                       ({"method": "dni", "layers": 3}, "needs")])
+def test_bad_run_records_are_refused(tmp_path, bad, match):
+    with pytest.raises(ValueError, match=match):
+        results.save_results("nb", "quick", [bad], 1, "cpu", directory=tmp_path)
