@@ -25,7 +25,7 @@ class GradientSynthesizer(nn.Module):
         super().__init__()
         if hidden_layers not in (0, 1, 2):
             raise ValueError(f"hidden_layers must be 0, 1 or 2 (the paper's search range), got {hidden_layers!r}.")
-        self.features, self.context_features = features, context_features
+        self.features, self.context_features, self.hidden_layers = features, context_features, hidden_layers
         layers, width = [], features + context_features
         for _ in range(hidden_layers):
             layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
