@@ -73,8 +73,8 @@ def time_steps(learner, mnist, steps, batch_size, device):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", type=int, nargs="+", default=[3, 6])
-    parser.add_argument("--steps", type=int, default=200, help="timed steps per method and round")
-    parser.add_argument("--rounds", type=int, default=3, help="methods are interleaved, round after round")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per method and round")
+    parser.add_argument("--rounds", type=int, default=12, help="methods are interleaved, round after round")
     parser.add_argument("--hidden-layers", type=int, default=0, help="synthesizer depth (0 = linear)")
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
