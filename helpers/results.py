@@ -67,6 +67,7 @@ def save_results(notebook, size, runs, seconds, device, directory=None, **extra)
             json.dump(record, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o644)   # temporary files are private; results are for everyone
         os.replace(handle.name, path)
     except BaseException:
         os.unlink(handle.name)

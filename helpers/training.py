@@ -5,6 +5,7 @@ batches, applies the learning-rate schedule to every optimizer the learner has, 
 test set now and then, and records a `History`. Backprop and the paper's "no backprop" baseline live
 here; decoupled learners (DNI, cDNI, ...) are written the same way in later notebooks and modules.
 """
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -133,8 +134,8 @@ def train(learner, data, size, seed=0, progress=True, desc=None):
     correct = torch.zeros(size.eval_every, device=data.x_train.device)
     current_lr = size.lr
     start = time.perf_counter()
-    quiet = {} if progress else {"disable": True}  # when shown, $TQDM_DISABLE=1 still silences it (CI)
-    bar = tqdm(range(1, size.iterations + 1), desc=desc or history.label, leave=False, **quiet)
+    quiet = not progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0")   # CI sets TQDM_DISABLE=1
+    bar = tqdm(range(1, size.iterations + 1), desc=desc or history.label, leave=False, disable=quiet)
     for iteration in bar:
         lr = learning_rate(size, iteration)
         if lr != current_lr:

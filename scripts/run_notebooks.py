@@ -4,7 +4,7 @@
     SG_SIZE=quick python scripts/run_notebooks.py notebooks/01_*.ipynb
 
 Each notebook runs top to bottom in a fresh kernel (its own folder as working directory), then its
-widget state is dropped (GitHub cannot render it) and it is written back. A failing notebook is left
+widget state and widget outputs are dropped (GitHub cannot render them) and it is written back. A failing notebook is left
 untouched and reported; the others still run.
 """
 import os
@@ -24,8 +24,18 @@ def run(path):
     client = NotebookClient(notebook, timeout=None, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
-    notebook.metadata.pop("widgets", None)
+    strip_widgets(notebook)
     nbformat.write(notebook, path)
+
+
+def strip_widgets(notebook):
+    """Drop widget state and widget outputs: without a live kernel they render as nothing (or break
+    GitHub's renderer). Notebooks draw a static figure next to every widget for that reason."""
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
 
 
 def main(paths):
