@@ -62,7 +62,7 @@ def plot_locking(layers=3):
 
     backprop = {i: [(i - 1, 1, "forward"), (2 * layers - i, 1, "backward"), (2 * layers - i + 1, 0.5, "update")]
                 for i in range(1, layers + 1)}
-    decoupled = {i: [(i - 1, 1, "forward"), (i, 1, "update")] for i in range(1, layers + 1)}
+    decoupled = {i: [(i - 1, 1, "forward"), (i, 0.5, "update")] for i in range(1, layers + 1)}
     draw(axes[0], backprop, "backprop: each layer waits for the whole backward pass", 2 * layers + 0.5)
     draw(axes[1], decoupled, "synthetic gradients: update right after forward", 2 * layers + 0.5)
     axes[0].set_yticks(range(1, layers + 1), [f"layer {i}" for i in range(1, layers + 1)])
