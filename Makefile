@@ -7,7 +7,7 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test data bench notebooks clean-venv
+.PHONY: lab test data bench notebooks slides clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,8 @@ bench: $(VENV)/.installed data
 SG_SIZE ?= quick
 notebooks: $(VENV)/.installed data
 	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 $(PY) scripts/run_notebooks.py
+
+## Render every notebook, outputs included, to reveal.js slides in build/slides/ (open the .slides.html files).
+slides: $(VENV)/.installed
+	$(PY) scripts/slides.py --check
+	$(VENV)/bin/jupyter nbconvert --to slides --output-dir build/slides notebooks/[0-9][0-9]_*.ipynb
