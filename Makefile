@@ -7,7 +7,7 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test data bench notebooks slides clean-venv
+.PHONY: lab test data bench notebooks reproduce slides clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ notebooks: $(VENV)/.installed data
 slides: $(VENV)/.installed
 	$(PY) scripts/slides.py --check
 	$(VENV)/bin/jupyter nbconvert --to slides --output-dir build/slides notebooks/[0-9][0-9]_*.ipynb
+
+## Re-run every notebook at $(SG_SIZE) and render results/README.md (published numbers beside ours).
+reproduce: notebooks
+	$(PY) scripts/results_table.py
