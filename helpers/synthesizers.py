@@ -5,6 +5,8 @@ section 2): linear, or an MLP with hidden layers of 1024 units (Linear, BatchNor
 weights AND bias, starts at zero, so every synthesizer first predicts a zero gradient (paper, appendix):
 a block then starts from where it is instead of being pushed by a random gradient.
 
+`InputSynthesizer` is the forward counterpart, I(x) ≈ a block's input, for the complete unlock.
+
 Scale: a synthesizer predicts the *per-example* gradient, batch size x dL/dh for a batch-mean loss, and
 the learner divides by the batch size before handing it to the block. Adam moves each weight by about
 its learning rate per step whatever the loss scale, so a zero-initialised output layer regressing onto
@@ -12,6 +14,20 @@ mean-scaled targets (~1e-4 per element) overshoots them at once; per-example tar
 """
 import torch
 import torch.nn as nn
+
+
+def zero_output_mlp(in_features, out_features, hidden_layers, hidden):
+    """Linear, or `hidden_layers` x (Linear, BatchNorm, ReLU) then Linear, whose last layer starts at zero."""
+    if hidden_layers not in (0, 1, 2):
+        raise ValueError(f"hidden_layers must be 0, 1 or 2 (the paper's search range), got {hidden_layers!r}.")
+    layers, width = [], in_features
+    for _ in range(hidden_layers):
+        layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+        width = hidden
+    output = nn.Linear(width, out_features)
+    nn.init.zeros_(output.weight)
+    nn.init.zeros_(output.bias)
+    return nn.Sequential(*layers, output)
 
 
 class GradientSynthesizer(nn.Module):
@@ -23,17 +39,8 @@ class GradientSynthesizer(nn.Module):
 
     def __init__(self, features, hidden_layers=0, hidden=1024, context_features=0):
         super().__init__()
-        if hidden_layers not in (0, 1, 2):
-            raise ValueError(f"hidden_layers must be 0, 1 or 2 (the paper's search range), got {hidden_layers!r}.")
         self.features, self.context_features, self.hidden_layers = features, context_features, hidden_layers
-        layers, width = [], features + context_features
-        for _ in range(hidden_layers):
-            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
-            width = hidden
-        output = nn.Linear(width, features)
-        nn.init.zeros_(output.weight)
-        nn.init.zeros_(output.bias)
-        self.net = nn.Sequential(*layers, output)
+        self.net = zero_output_mlp(features + context_features, features, hidden_layers, hidden)
 
     @property
     def conditioned(self):
@@ -52,3 +59,20 @@ class GradientSynthesizer(nn.Module):
             raise TypeError("this synthesizer is not conditioned (context_features=0) and takes no context; "
                             "build it with context_features=num_classes for cDNI.")
         return self.net(h)
+
+
+class InputSynthesizer(nn.Module):
+    """I(x) ≈ a block's input, from the flattened data x: the forward half of the complete unlock
+    (Jaderberg et al. 2016, section 3.3). Linear or an MLP; its last layer starts at zero.
+
+    Zero initialisation (as for every synthesizer in the paper's appendix) means a block first sees a
+    zero input and learns nothing until its input synthesizer has fitted the real activations, which
+    takes a few dozen steps; a random start would train it on inputs unlike anything it will see.
+    """
+
+    def __init__(self, in_features, out_features, hidden_layers=0, hidden=1024):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), *zero_output_mlp(in_features, out_features, hidden_layers, hidden))
+
+    def forward(self, x):
+        return self.net(x)

@@ -21,30 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .dni import DNI
-from .synthesizers import GradientSynthesizer
-
-
-class InputSynthesizer(nn.Module):
-    """I(x) ≈ a block's input, from the flattened data x. Linear or an MLP; last layer zero-initialised.
-
-    Zero initialisation (as for every synthesizer in the paper's appendix) means a block first sees a
-    zero input and learns nothing until its input synthesizer has fitted the real activations, which
-    takes a few dozen steps; a random start would train it on inputs unlike anything it will see.
-    """
-
-    def __init__(self, in_features, out_features, hidden_layers=0, hidden=1024):
-        super().__init__()
-        layers, width = [nn.Flatten()], in_features
-        for _ in range(hidden_layers):
-            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
-            width = hidden
-        output = nn.Linear(width, out_features)
-        nn.init.zeros_(output.weight)
-        nn.init.zeros_(output.bias)
-        self.net = nn.Sequential(*layers, output)
-
-    def forward(self, x):
-        return self.net(x)
+from .synthesizers import GradientSynthesizer, InputSynthesizer
 
 
 class Unit:
