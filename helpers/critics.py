@@ -210,16 +210,19 @@ class Critic(SyntheticLoss):
     per-example synthetic-gradient targets (true at the top, bootstrapped below), so ∂L̂/∂h is a learned
     synthetic gradient and L̂ a predicted loss (Czarnecki et al. 2017, arXiv 1706.04859).
 
-    value_weight=None (the default) weighs every predicted number alike: the gradient term sums the
-    squared errors of a block's `width` gradient components, so the value's squared error gets weight
-    1 / width. With weight 1 the value term dominates the shared parameters of a quadratic loss model
-    (½ hᵀQh sums width² terms) and the slope is fitted badly: on MNIST after 60 steps the top block's
-    cosine to the true gradient was 0.08 with weight 1 and about 0.7 with weight 1 / 256.
+    The value term must not dominate: the gradient term sums the squared errors of a block's `width`
+    gradient components, and with value weight 1 the value takes over the shared parameters of a
+    quadratic loss model (½ hᵀQh sums width² terms) and the slope is fitted badly (on MNIST after 60
+    steps the top block's cosine to the true gradient was 0.08 with weight 1, about 0.7 with 1 / 256).
+    value_weight=None gives 1 / width. The default, 1e-3, is smaller still: on the MNIST FCN at the
+    quick size, over seeds 0-2, it left the critic 0.48 points behind cDNI on average (0.45-0.50),
+    against 0.61 (0.51-0.72) for 1 / width, with an equally readable predicted loss (correlation with
+    the true test loss 0.80 against 0.81).
     """
 
     method = "critic"
 
-    def __init__(self, model, lr, gradient_weight=1.0, value_weight=None, **options):
+    def __init__(self, model, lr, gradient_weight=1.0, value_weight=1e-3, **options):
         if gradient_weight <= 0:
             raise ValueError(f"a critic needs gradient_weight > 0 (0 is SyntheticLoss), got {gradient_weight!r}.")
         super().__init__(model, lr, gradient_weight=gradient_weight, value_weight=value_weight, **options)
