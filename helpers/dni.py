@@ -15,21 +15,22 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from .synthesizers import GradientSynthesizer
+from .synthesizers import synthesizer_for
 
 
 class DNI:
     """Decoupled training of `model` (a list of blocks, last = output layer).
 
-    hidden_layers: synthesizer depth (0 = linear). conditioned: give each synthesizer the one-hot label
-    (cDNI). scale: multiplies every synthetic gradient handed to a block (the paper's RNNs use 0.1; under
+    hidden_layers: synthesizer depth (0 = linear); hidden: its width (default 1024 units, or 128
+    filters after a convolutional block, whose synthesizer is convolutional). conditioned: give each
+    synthesizer the one-hot label (cDNI). scale: multiplies every synthetic gradient handed to a block (the paper's RNNs use 0.1; under
     Adam a constant scale barely matters). synthesizers: your own list of modules M(h, context) to use
     instead (e.g. an oracle); those without parameters are not trained. optimizer: a torch.optim class;
     every block, the output layer and every trainable synthesizer gets its own instance.
     """
 
     def __init__(self, model, lr, hidden_layers=0, conditioned=False, scale=1.0, synthesizers=None,
-                 optimizer=torch.optim.Adam, synthesizer_lr=None, num_classes=10, hidden=1024):
+                 optimizer=torch.optim.Adam, synthesizer_lr=None, num_classes=10, hidden=None):
         if scale <= 0:
             raise ValueError(f"scale must be > 0, got {scale!r}.")
         self.model, self.scale, self.num_classes = model, scale, num_classes
@@ -38,9 +39,8 @@ class DNI:
         blocks = list(model)
         if synthesizers is None:
             device = next(model.parameters()).device
-            widths = [self._width(block) for block in blocks[:-1]]
-            synthesizers = [GradientSynthesizer(w, hidden_layers, hidden, num_classes if conditioned else 0).to(device)
-                            for w in widths]
+            context = num_classes if conditioned else 0
+            synthesizers = [synthesizer_for(block, hidden_layers, context, hidden).to(device) for block in blocks[:-1]]
         if len(synthesizers) != len(blocks) - 1:
             raise ValueError(f"need one synthesizer per hidden block ({len(blocks) - 1}), got {len(synthesizers)}.")
         self.synthesizers = list(synthesizers)
@@ -51,13 +51,6 @@ class DNI:
         self.synthesizer_losses = [torch.zeros(()) for _ in self.synthesizers]
         self.probe = None
         self.snapshots = []
-
-    @staticmethod
-    def _width(block):
-        linears = [m for m in block.modules() if isinstance(m, torch.nn.Linear)]
-        if not linears:
-            raise ValueError("DNI's default synthesizers need Linear blocks; pass synthesizers= for other blocks.")
-        return linears[-1].out_features
 
     def context(self, y):
         return F.one_hot(y, self.num_classes).float() if self.conditioned else None

@@ -5,7 +5,8 @@ section 2): linear, or an MLP with hidden layers of 1024 units (Linear, BatchNor
 weights AND bias, starts at zero, so every synthesizer first predicts a zero gradient (paper, appendix):
 a block then starts from where it is instead of being pushed by a random gradient.
 
-`InputSynthesizer` is the forward counterpart, I(x) ≈ a block's input, for the complete unlock.
+`ConvGradientSynthesizer` does the same for feature maps (the paper's CIFAR-10 synthesizer), and
+`synthesizer_for(block)` picks the right kind for a block. `InputSynthesizer` is the forward counterpart, I(x) ≈ a block's input, for the complete unlock.
 
 Scale: a synthesizer predicts the *per-example* gradient, batch size x dL/dh for a batch-mean loss, and
 the learner divides by the batch size before handing it to the block. Adam moves each weight by about
@@ -76,3 +77,58 @@ class InputSynthesizer(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class ConvGradientSynthesizer(nn.Module):
+    """M(h) or M(h, c) ≈ per-example dL/dh for a feature map h of shape (N, channels, H, W).
+
+    The paper's CIFAR-10 synthesizer (Jaderberg et al. 2016, appendix): `hidden_layers` 5x5 convolutions
+    of `hidden` filters (BatchNorm, ReLU), then a 5x5 convolution back to `channels`, all with same
+    padding; the last one's weights and bias start at zero. A context vector (the one-hot label, for
+    cDNI) is broadcast over the map as `context_features` extra input channels.
+    """
+
+    def __init__(self, channels, hidden_layers=2, hidden=128, context_features=0, kernel_size=5):
+        super().__init__()
+        if hidden_layers not in (0, 1, 2):
+            raise ValueError(f"hidden_layers must be 0, 1 or 2 (the paper's search range), got {hidden_layers!r}.")
+        self.channels, self.context_features, self.hidden_layers = channels, context_features, hidden_layers
+        layers, width, pad = [], channels + context_features, kernel_size // 2
+        for _ in range(hidden_layers):
+            layers += [nn.Conv2d(width, hidden, kernel_size, padding=pad), nn.BatchNorm2d(hidden), nn.ReLU()]
+            width = hidden
+        output = nn.Conv2d(width, channels, kernel_size, padding=pad)
+        nn.init.zeros_(output.weight)
+        nn.init.zeros_(output.bias)
+        self.net = nn.Sequential(*layers, output)
+
+    @property
+    def conditioned(self):
+        return self.context_features > 0
+
+    def forward(self, h, context=None):
+        if h.dim() != 4 or h.shape[1] != self.channels:
+            raise ValueError(f"expected a feature map of shape (N, {self.channels}, H, W), got {tuple(h.shape)}.")
+        if self.conditioned:
+            if context is None or context.shape != (h.shape[0], self.context_features):
+                got = None if context is None else tuple(context.shape)
+                raise ValueError(f"this synthesizer is conditioned: pass context of shape "
+                                 f"({h.shape[0]}, {self.context_features}) (e.g. one-hot labels), got {got}.")
+            planes = context[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+            h = torch.cat([h, planes], dim=1)
+        elif context is not None:
+            raise TypeError("this synthesizer is not conditioned (context_features=0) and takes no context; "
+                            "build it with context_features=num_classes for cDNI.")
+        return self.net(h)
+
+
+def synthesizer_for(block, hidden_layers=0, context_features=0, hidden=None):
+    """The default gradient synthesizer for a block's output: convolutional after a block that ends in a
+    feature map (its last Conv2d decides the channels), otherwise fully connected (its last Linear)."""
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    if convs:
+        return ConvGradientSynthesizer(convs[-1].out_channels, hidden_layers, hidden or 128, context_features)
+    linears = [m for m in block.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("no default synthesizer for a block without Linear or Conv2d layers; pass synthesizers=.")
+    return GradientSynthesizer(linears[-1].out_features, hidden_layers, hidden or 1024, context_features)

@@ -192,3 +192,51 @@ def test_same_seed_gives_identical_dni_histories(mnist_small):
     _, a = train_dni(mnist_small, seed=4, conditioned=True)
     _, b = train_dni(mnist_small, seed=4, conditioned=True)
     assert a.train_loss == b.train_loss and a.extra == b.extra
+
+
+def test_conv_synthesizer_starts_at_zero_with_the_right_shape_for_every_block():
+    model = models.cnn(4, channels=8)
+    learner = dni.DNI(model, 1e-3, hidden_layers=2, hidden=16, conditioned=True)
+    x, y = batch(8)
+    h = x
+    for block, synthesizer in zip(list(model)[:-1], learner.synthesizers):
+        h = block(h)
+        prediction = synthesizer(h, F.one_hot(y, 10).float())
+        assert prediction.shape == h.shape and torch.count_nonzero(prediction) == 0
+    assert learner.synthesizers[0].net[0].in_channels == 8 + 10   # the label, broadcast as 10 extra planes
+
+
+def test_conv_synthesizer_depends_on_the_label_and_checks_shapes():
+    from helpers.synthesizers import ConvGradientSynthesizer
+    torch.manual_seed(0)
+    s = ConvGradientSynthesizer(4, hidden_layers=0, context_features=10)
+    torch.nn.init.normal_(s.net[-1].weight)
+    h = torch.randn(2, 4, 6, 6)
+    a = s(h, F.one_hot(torch.tensor([0, 1]), 10).float())
+    b = s(h, F.one_hot(torch.tensor([2, 3]), 10).float())
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="feature map"):
+        s(torch.randn(2, 4), F.one_hot(torch.tensor([0, 1]), 10).float())
+    with pytest.raises(TypeError, match="not conditioned"):
+        ConvGradientSynthesizer(4)(h, F.one_hot(torch.tensor([0, 1]), 10).float())
+
+
+def test_oracle_reproduces_a_backprop_step_for_a_conv_network():
+    config.seed_everything(0)
+    decoupled = models.cnn(3, channels=8)
+    reference = copy.deepcopy(decoupled)
+    x, y = batch(16)
+    oracles = [Oracle(decoupled, i) for i in range(2)]
+    dni.DNI(decoupled, 0.1, synthesizers=oracles, conditioned=True, optimizer=torch.optim.SGD).step(x, y)
+    training.Backprop(reference, 0.1, optimizer=torch.optim.SGD).step(x, y)
+    for a, b in zip(decoupled.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_cdni_trains_a_conv_network_step_by_step():
+    config.seed_everything(0)
+    learner = dni.DNI(models.cnn(3, channels=8), 1e-3, hidden_layers=0, conditioned=True)
+    x, y = batch(32)
+    losses = [learner.step(x, y)[0].item() for _ in range(30)]
+    assert losses[-1] < losses[0]
+    assert all(torch.count_nonzero(s.net[-1].weight) > 0 for s in learner.synthesizers)  # they learned
