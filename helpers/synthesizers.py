@@ -31,6 +31,26 @@ def zero_output_mlp(in_features, out_features, hidden_layers, hidden):
     return nn.Sequential(*layers, output)
 
 
+def with_context(h, context, context_features):
+    """h with the context appended as extra features (a feature map gets it as constant planes).
+
+    A synthesizer built with context_features > 0 (cDNI) needs a context of shape (N, context_features);
+    one built without refuses any, so a label can never leak into a plain DNI synthesizer unnoticed.
+    """
+    if context_features == 0:
+        if context is not None:
+            raise TypeError("this synthesizer is not conditioned (context_features=0) and takes no context; "
+                            "build it with context_features=num_classes for cDNI.")
+        return h
+    if context is None or context.shape != (h.shape[0], context_features):
+        got = None if context is None else tuple(context.shape)
+        raise ValueError(f"this synthesizer is conditioned: pass context of shape "
+                         f"({h.shape[0]}, {context_features}) (e.g. one-hot labels), got {got}.")
+    if h.dim() == 4:
+        context = context[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+    return torch.cat([h, context], dim=1)
+
+
 class GradientSynthesizer(nn.Module):
     """M(h) or, conditioned, M(h, c) ≈ per-example dL/dh, for a block output h of shape (N, features).
 
@@ -50,16 +70,7 @@ class GradientSynthesizer(nn.Module):
     def forward(self, h, context=None):
         if h.dim() != 2 or h.shape[1] != self.features:
             raise ValueError(f"expected h of shape (N, {self.features}), got {tuple(h.shape)}.")
-        if self.conditioned:
-            if context is None or context.shape != (h.shape[0], self.context_features):
-                got = None if context is None else tuple(context.shape)
-                raise ValueError(f"this synthesizer is conditioned: pass context of shape "
-                                 f"({h.shape[0]}, {self.context_features}) (e.g. one-hot labels), got {got}.")
-            h = torch.cat([h, context], dim=1)
-        elif context is not None:
-            raise TypeError("this synthesizer is not conditioned (context_features=0) and takes no context; "
-                            "build it with context_features=num_classes for cDNI.")
-        return self.net(h)
+        return self.net(with_context(h, context, self.context_features))
 
 
 class InputSynthesizer(nn.Module):
@@ -109,17 +120,7 @@ class ConvGradientSynthesizer(nn.Module):
     def forward(self, h, context=None):
         if h.dim() != 4 or h.shape[1] != self.channels:
             raise ValueError(f"expected a feature map of shape (N, {self.channels}, H, W), got {tuple(h.shape)}.")
-        if self.conditioned:
-            if context is None or context.shape != (h.shape[0], self.context_features):
-                got = None if context is None else tuple(context.shape)
-                raise ValueError(f"this synthesizer is conditioned: pass context of shape "
-                                 f"({h.shape[0]}, {self.context_features}) (e.g. one-hot labels), got {got}.")
-            planes = context[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
-            h = torch.cat([h, planes], dim=1)
-        elif context is not None:
-            raise TypeError("this synthesizer is not conditioned (context_features=0) and takes no context; "
-                            "build it with context_features=num_classes for cDNI.")
-        return self.net(h)
+        return self.net(with_context(h, context, self.context_features))
 
 
 def synthesizer_for(block, hidden_layers=0, context_features=0, hidden=None):
