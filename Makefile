@@ -7,7 +7,7 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test data bench notebooks reproduce slides clean-venv
+.PHONY: lab test data bench bench-cnn notebooks reproduce slides clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ clean-venv:
 ## Median ms per training step, backprop vs DNI vs cDNI, with the ideal ratios (prints figures only).
 bench: $(VENV)/.installed data
 	$(PY) benchmarks/step_time.py
+
+## The CIFAR-10 CNN's step time: float32 vs channels-last vs bfloat16 autocast (backprop, DNI, cDNI).
+bench-cnn: $(VENV)/.installed
+	$(PY) benchmarks/cnn_step_time.py
 
 ## Re-execute every notebook in place at $(SG_SIZE) (default quick), for committed outputs.
 SG_SIZE ?= quick

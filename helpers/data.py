@@ -107,22 +107,52 @@ def load_cifar10(device="cpu", root=None, download=True, allow_standin=False):
                       images(test), torch.tensor(test.targets), device)
 
 
-def cifar10_standin(device="cpu", n_train=5_000, n_test=1_000, seed=0):
-    """A learnable, clearly fake stand-in with CIFAR-10's shapes: 10 smooth colour templates plus noise.
+def cifar10_standin(device="cpu", n_train=5_000, n_test=1_000, seed=0, shift=12, noise=0.8):
+    """A learnable, clearly fake stand-in with CIFAR-10's shapes: 10 smooth colour templates, each image
+    one of them shifted (circularly, up to `shift` pixels), with random contrast and strong noise.
 
-    Only for exercising CIFAR code paths where the real data cannot be had (CI has no internet). Its
-    name is `cifar10-standin` and `standin=True`, so every table and figure can say so.
+    Only for exercising CIFAR code paths where the real data cannot be had (CI has no internet). It is
+    hard enough that methods differ (a linear readout of random features does far worse than backprop),
+    but says nothing about CIFAR-10. Its name is `cifar10-standin` and `standin=True`, so every table
+    and figure can say so.
     """
     g = torch.Generator().manual_seed(seed)
     templates = torch.nn.functional.interpolate(torch.rand(10, 3, 4, 4, generator=g), size=32, mode="bilinear")
+    positions = torch.arange(32)
 
     def draw(n):
         y = torch.randint(0, 10, (n,), generator=g)
-        x = templates[y] + 0.35 * torch.randn(n, 3, 32, 32, generator=g)
+        down, right = (torch.randint(-shift, shift + 1, (n, 1, 1), generator=g) for _ in range(2))
+        rows, cols = (positions.view(1, -1, 1) - down) % 32, (positions.view(1, 1, -1) - right) % 32
+        x = templates[y.view(-1, 1, 1), :, rows, cols].permute(0, 3, 1, 2).contiguous()   # each one shifted
+        contrast = 0.5 + torch.rand(n, 1, 1, 1, generator=g)
+        x = 0.5 + contrast * (x - 0.5) + noise * torch.randn(n, 3, 32, 32, generator=g)
         return (x.clamp(0, 1) * 255).to(torch.uint8), y
     x_train, y_train = draw(n_train)
     x_test, y_test = draw(n_test)
     return _to_device("cifar10-standin", x_train, y_train, x_test, y_test, device, standin=True)
+
+
+def random_crop_flip(x, padding=4):
+    """Data augmentation on the device: a random crop of `x` zero-padded by `padding`, and a random
+    horizontal flip, drawn independently per example (the usual CIFAR-10 recipe; DGL's numbers used it).
+
+    Vectorised (one gather for the whole batch, no Python loop over images) and drawn from torch's global
+    random state, which `config.setup` seeds. x: (N, C, H, W); returns a new tensor of the same shape.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(x.shape)}.")
+    n, _, height, width = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    top = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=x.device)
+    left = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=x.device)
+    flip = torch.rand(n, 1, 1, device=x.device) < 0.5
+    across = torch.arange(width, device=x.device).view(1, 1, -1)
+    rows = top + torch.arange(height, device=x.device).view(1, -1, 1)
+    cols = left + torch.where(flip, width - 1 - across, across)          # a flip reads the crop backwards
+    crop = padded[torch.arange(n, device=x.device).view(-1, 1, 1), :, rows, cols]   # (N, H, W, C)
+    layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last     # keep x's layout
+    return crop.permute(0, 3, 1, 2).contiguous(memory_format=layout)
 
 
 def random_batches(n, batch_size, device, generator):

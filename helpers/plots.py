@@ -17,6 +17,7 @@ METHOD_COLORS = {
     "full_unlock": "#2ca02c",
     "fa": "#8c564b",
     "dfa": "#e377c2",
+    "dni_aux": "#aec7e8",
 }
 LAYER_STYLES = {3: "-", 4: "--", 5: "-.", 6: ":"}
 
@@ -127,3 +128,56 @@ def plot_gradient_quality(history, metric="cos_batch", ax=None, size=None):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return ax.figure
+
+
+def channel_cosines(synthetic, true):
+    """Cosine between synthetic and true gradient per channel of a feature-map gradient (N, C, H, W),
+    over all examples and positions: which channels' gradients the synthesizer has learned to predict."""
+    if synthetic.dim() != 4 or synthetic.shape != true.shape:
+        raise ValueError(f"expected two gradients of one shape (N, C, H, W); got {tuple(synthetic.shape)} "
+                         f"and {tuple(true.shape)}.")
+    s, t = synthetic.transpose(0, 1).flatten(1).float(), true.transpose(0, 1).flatten(1).float()
+    return torch.nn.functional.cosine_similarity(s, t, dim=1, eps=1e-12)
+
+
+def plot_conv_gradient_comparison(synthetic, true, layer, iteration, history=None, size=None, example=None):
+    """Synthetic vs true gradient of a convolutional block's feature map at one checkpoint.
+
+    Panels: the cosine of every channel (bars, whole-batch cosine as a line); the true and synthetic
+    gradient maps of one example (by default the one with the largest true gradient: a well-classified
+    image's gradient is nearly zero) in its channel with the largest true gradient, on one colour scale;
+    and, given the `history`, every block's whole-batch cosine over training. Same call as
+    `plot_gradient_comparison`, so `widgets.GradientExplorer(..., plot=plot_conv_gradient_comparison)`.
+    """
+    synthetic, true = synthetic.detach().float().cpu(), true.detach().float().cpu()
+    cosines = channel_cosines(synthetic, true)
+    overall = float(torch.nn.functional.cosine_similarity(synthetic.flatten(), true.flatten(), dim=0))
+    ratio = float(synthetic.norm() / true.norm().clamp_min(1e-30))
+    panels = 4 if history is not None else 3
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4))
+    ax = axes[0]
+    ax.bar(range(len(cosines)), cosines, width=1.0, color=METHOD_COLORS["dni"])
+    ax.axhline(overall, color="#222222", linewidth=1, label=f"whole batch {overall:.2f}")
+    ax.set_ylim(-1, 1)
+    ax.set_xlabel("channel")
+    ax.set_ylabel("cosine(synthetic, true)")
+    ax.set_title(f"block {layer}, iteration {iteration:,}\n|synthetic| / |true| = {ratio:.2f}")
+    ax.legend(loc="lower right", fontsize=8)
+    if example is None:
+        example = int(true.flatten(1).norm(dim=1).argmax())
+    channel = int(true[example].flatten(1).norm(dim=1).argmax())
+    scale = max(float(true[example, channel].abs().max()), float(synthetic[example, channel].abs().max())) or 1.0
+    for ax, values, name in ((axes[1], true, "true"), (axes[2], synthetic, "synthetic")):
+        image = ax.imshow(values[example, channel], cmap="RdBu_r", vmin=-scale, vmax=scale)
+        ax.set_title(f"{name} dL/dh, example {example}, channel {channel}\n"
+                     f"(cosine in this channel {float(cosines[channel]):.2f})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=axes[2], fraction=0.046)
+    if history is not None:
+        plot_gradient_quality(history, ax=axes[3])
+        axes[3].axvline(iteration, color="#999999", linestyle="--", linewidth=1)
+    if size:
+        fig.suptitle(f"run size: {size}", fontsize=9, x=0.99, ha="right")
+    fig.tight_layout()
+    return fig

@@ -117,8 +117,12 @@ def learning_rate(size, iteration):
     return size.lr * 0.1 ** sum(iteration > m for m in size.milestones())
 
 
-def train(learner, data, size, seed=0, progress=True, desc=None):
+def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, amp=False):
     """Train `learner` on `data` for `size.iterations` steps and return its `History`.
+
+    augment: a function applied to each training batch of images on the device (e.g.
+    `data.random_crop_flip`). amp: run each step under bfloat16 autocast (mixed precision; worth it on
+    recent GPUs, parameters and optimizer state stay float32).
 
     The batch order comes from `seed` alone, so two learners trained with one seed see the same batches.
     Losses are kept on the device between evaluation points (no per-step synchronisation); at each point
@@ -145,7 +149,10 @@ def train(learner, data, size, seed=0, progress=True, desc=None):
             current_lr = lr
         index = next(batches)
         x, y = data.x_train[index], data.y_train[index]
-        loss, logits = learner.step(x, y)
+        if augment is not None:
+            x = augment(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, logits = learner.step(x, y)
         slot = (iteration - 1) % size.eval_every
         losses[slot] = loss.detach()
         correct[slot] = (logits.detach().argmax(1) == y).float().mean()

@@ -43,3 +43,21 @@ def test_random_batches_cover_each_epoch_once():
     assert sorted(epoch.tolist()) == list(range(10))
     with pytest.raises(ValueError, match="larger than the data set"):
         next(data.random_batches(3, 5, "cpu", generator))
+
+
+def test_random_crop_flip_returns_padded_crops_some_flipped():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 8, 8)
+    out = data.random_crop_flip(x, padding=2)
+    padded = torch.nn.functional.pad(x, (2,) * 4)
+    kinds = set()
+    for i in range(len(x)):
+        matches = {(t, l, flipped) for t in range(5) for l in range(5) for flipped in (False, True)
+                   if torch.equal(out[i], padded[i, :, t:t + 8, l:l + 8].flip(2) if flipped else
+                                  padded[i, :, t:t + 8, l:l + 8])}
+        assert matches, f"example {i} is not a crop of its padded image"
+        kinds |= {flipped for _, _, flipped in matches}
+    assert kinds == {False, True}            # flips happen, and not always
+    assert not torch.equal(out, x)
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        data.random_crop_flip(torch.rand(3, 8, 8))

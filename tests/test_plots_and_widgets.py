@@ -79,3 +79,30 @@ def test_explorer_with_the_real_plot_and_no_snapshots():
     assert "iteration 20" in explorer.figure.axes[0].get_title()
     with pytest.raises(ValueError, match="no snapshots"):
         widgets.GradientExplorer(type("L", (), {"snapshots": []})(), fake_history())
+
+
+def test_channel_cosines_match_a_hand_computation_and_check_shapes():
+    g = torch.Generator().manual_seed(0)
+    true = torch.randn(4, 3, 5, 5, generator=g)
+    synthetic = true.clone()
+    synthetic[:, 1] = -synthetic[:, 1]        # channel 1 points the wrong way
+    synthetic[:, 2] = torch.randn(4, 5, 5, generator=g)
+    cosines = plots.channel_cosines(synthetic, true)
+    expected = torch.nn.functional.cosine_similarity(synthetic[:, 2].flatten(), true[:, 2].flatten(), dim=0)
+    torch.testing.assert_close(cosines, torch.stack([torch.tensor(1.0), torch.tensor(-1.0), expected]))
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        plots.channel_cosines(synthetic.flatten(1), true.flatten(1))
+
+
+def test_conv_gradient_view_in_the_explorer():
+    g = torch.Generator().manual_seed(0)
+    learner = FakeLearner()
+    learner.snapshots = [[(torch.randn(4, 6, 5, 5, generator=g), torch.randn(4, 6, 5, 5, generator=g))
+                          for _ in range(2)] for _ in range(3)]
+    explorer = widgets.GradientExplorer(learner, fake_history(), size="smoke", plot=plots.plot_conv_gradient_comparison)
+    fig = explorer.figure
+    assert len(fig.axes[0].patches) == 6                         # one bar per channel
+    assert "block 1, iteration 30" in fig.axes[0].get_title() and "cos batch" in fig.axes[3].get_title()
+    assert fig.axes[1].get_title().startswith("true dL/dh") and fig.axes[2].get_title().startswith("synthetic")
+    explorer.checkpoint.value = 0
+    assert "iteration 10" in explorer.figure.axes[0].get_title()

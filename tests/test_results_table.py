@@ -23,3 +23,27 @@ def test_table_puts_published_numbers_beside_ours(tmp_path):
 def test_no_results_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no results"):
         results_table.render(tmp_path)
+
+
+def test_cnn_rows_name_their_data_and_never_compare_a_standin(tmp_path):
+    runs = [{"method": "dni", "layers": 3, "iterations": 600, "test_accuracy": 0.6, "dataset": "cifar10",
+             "channels": 128, "synthesizer_hidden_layers": 2, "synthesizer_filters": 128},
+            {"method": "dni", "layers": 3, "iterations": 600, "test_accuracy": 0.9, "dataset": "cifar10-standin",
+             "channels": 32, "synthesizer_hidden_layers": 2, "synthesizer_filters": 32},
+            {"method": "backprop", "layers": 3, "iterations": 600, "test_accuracy": 0.98, "dataset": "mnist",
+             "channels": 32}]
+    results.save_results("07_cnn", "quick", runs, 5.0, "cpu", directory=tmp_path)
+    out = results_table.render(tmp_path).read_text()
+    assert "| dni | 3 | cifar10 | 2 hidden 5x5 convs x 128 | 60.00% | 600 | 64.83% | S. Pitis" in out
+    assert "| dni | 3 | cifar10-standin (STAND-IN, not CIFAR-10) | 2 hidden 5x5 convs x 32 | 90.00% | 600 |  |  |" in out
+    assert "| backprop | 3 | mnist |  | 98.00% | 600 |  |  |" in out     # the FCN's published 98.01% is not a CNN's
+
+
+def test_recurrent_notebook_gets_its_own_table(tmp_path):
+    runs = [{"method": m, "layers": 1, "iterations": 100, "test_accuracy": 0.5, "dataset": "copy", "window": w,
+             "solved": s} for m, w, s in (("tbptt", 2, 0), ("dni", 2, 2), ("dni_aux", 2, 1), ("tbptt", 5, 3))]
+    runs.append({"method": "dni", "layers": 1, "iterations": 100, "test_accuracy": 0.4, "dataset": "pydoc_text",
+                 "window": 5, "test_bpc": 2.3841})
+    results.save_results("08_recurrent", "quick", runs, 5.0, "cpu", directory=tmp_path)
+    out = results_table.render(tmp_path).read_text()
+    assert "| 2 | 0 | 2 | 1 |" in out and "| 5 | 3 |  |  |" in out and "| dni | 5 | 2.384 |" in out

@@ -119,3 +119,27 @@ def test_results_are_written_atomically(tmp_path, monkeypatch):
 def test_bad_run_records_are_refused(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
         results.save_results("nb", "quick", [bad], 1, "cpu", directory=tmp_path)
+
+
+def test_augmentation_sees_every_training_batch(mnist_small):
+    seen = []
+
+    def augment(x):
+        seen.append(x.shape)
+        return x.flip(3)
+    config.seed_everything(0)
+    training.train(training.Backprop(models.fcn(3), 1e-3), mnist_small, TINY, progress=False, augment=augment)
+    assert seen == [(64, 1, 28, 28)] * TINY.iterations
+
+
+def test_mixed_precision_changes_the_arithmetic_not_the_learning(mnist_small):
+    from helpers import dni
+    for make in (lambda m: training.Backprop(m, 1e-3), lambda m: dni.DNI(m, 1e-3, conditioned=True)):
+        runs = []
+        for amp in (False, True):
+            config.seed_everything(0)
+            runs.append(training.train(make(models.cnn(3, channels=4)), mnist_small, TINY, progress=False, amp=amp))
+        full, mixed = runs
+        assert mixed.train_loss != full.train_loss                       # bfloat16 was really used
+        assert max(abs(a - b) for a, b in zip(mixed.train_loss, full.train_loss)) < 0.03
+        assert mixed.train_loss[-1] < 0.9 * mixed.train_loss[0]

@@ -1,0 +1,329 @@
+"""Recurrent networks with synthetic gradients: truncated BPTT whose window boundary gets a predicted
+gradient from the future (Jaderberg et al. 2016, section 3.2 and its RNN figure).
+
+An LSTM reads an endless stream in windows of T steps. Plain truncated BPTT carries the state (h, c)
+from one window to the next but cuts the graph there, so no loss more than T steps ahead ever reaches a
+state: the network cannot learn longer dependencies. With DNI, at the end of each window a synthesizer
+M predicts the gradient of all *future* loss with respect to the boundary state s, and that prediction is
+injected as the incoming gradient (scaled by 0.1, as in the paper and dni-pytorch).
+
+Detach boundaries and targets, as `WindowedTrainer.backward` does them:
+- the window starts from a *leaf* copy of the carried state (requires_grad), so after backward its
+  `.grad` is the true gradient of this window's loss plus the injected gradient pushed back through the
+  window: dL_window/ds_start + J^T (0.1 M(s_end)) / B;
+- that is the bootstrapped target for M's prediction at s_start (the previous window's boundary), the
+  same TD-like bootstrap as the feed-forward case (notebook 02). Because the injected term carries the 0.1,
+  M learns a *discounted* sum of future gradients, each further window weighted 0.1 more: the scale acts
+  as a discount factor (with scale 1 and an exact M this is full BPTT, which is what the oracle test checks);
+- M predicts the per-example gradient (B x dL/ds for a batch-mean loss) and the injection divides by B,
+  as every synthesizer in this series does (see helpers/synthesizers.py for why).
+The optional auxiliary task (DNI + Aux) asks the LSTM, through a small linear head on its first output in
+the window, to predict the synthetic gradient it will receive at the window's end (T-1 steps ahead); its
+loss is added to the window's loss, so it shapes the LSTM's state, not the synthesizer.
+"""
+import math
+import os
+import time
+from collections import deque
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .synthesizers import zero_output_mlp
+from .tasks import CopyStream, TextStream
+
+LN2 = math.log(2.0)
+METHODS = ("tbptt", "dni", "dni_aux")
+
+
+class RecurrentModel(nn.Module):
+    """One LSTM layer and a linear read-out. The state is one tensor s = [h, c] of shape (B, 2*hidden),
+    so a synthesizer sees (and predicts a gradient for) both the output and the memory cell."""
+
+    def __init__(self, inputs, outputs, hidden=128):
+        super().__init__()
+        self.hidden = hidden
+        self.lstm = nn.LSTM(inputs, hidden, batch_first=True)
+        self.readout = nn.Linear(hidden, outputs)
+
+    @property
+    def state_size(self):
+        return 2 * self.hidden
+
+    def initial_state(self, batch):
+        weight = self.readout.weight
+        return torch.zeros(batch, self.state_size, dtype=weight.dtype, device=weight.device)
+
+    def forward(self, x, state):
+        """x (B, T, inputs), state (B, 2H) -> logits (B, T, outputs), end state (B, 2H), LSTM outputs."""
+        if x.dim() != 3 or state.shape != (x.shape[0], self.state_size):
+            raise ValueError(f"expected x (B, T, features) and state (B, {self.state_size}), "
+                             f"got {tuple(x.shape)} and {tuple(state.shape)}.")
+        h, c = state.chunk(2, dim=1)
+        outputs, (h, c) = self.lstm(x, (h[None].contiguous(), c[None].contiguous()))
+        return self.readout(outputs), torch.cat([h[0], c[0]], dim=1), outputs
+
+
+def bits_loss(logits, y, mask):
+    """Copy tasks. Loss: binary cross-entropy (nats) summed over bits and scored steps, mean over the
+    batch, so that a sequence's loss is the sum of its windows' losses. Also returns the batch-mean error
+    of each step in bits (T,)."""
+    per_step = F.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1)
+    return (per_step * mask).sum(1).mean(), per_step.detach().mean(0) / LN2
+
+
+def char_loss(logits, y, mask):
+    """Character model: cross-entropy of the next character, summed over steps, mean over the batch;
+    and each step's batch-mean loss in bits per character."""
+    per_step = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")
+    return (per_step * mask).sum(1).mean(), per_step.detach().mean(0) / LN2
+
+
+class WindowedTrainer:
+    """Truncated BPTT in windows of `window` steps; `method` "tbptt", "dni" or "dni_aux".
+
+    synthesizer: for DNI, a callable s -> per-example dL_future/ds; by default a zero-initialised linear
+    map (or MLP, `hidden_layers`), trained on the bootstrapped target. Any other callable (the test's
+    oracle) is used as given and not trained. scale: the factor on the injected synthetic gradient.
+    """
+
+    def __init__(self, model, window, method="tbptt", lr=1e-3, loss=bits_loss, scale=0.1, synthesizer=None,
+                 hidden_layers=0, hidden=256, aux_weight=1.0, synthesizer_lr=None, optimizer=torch.optim.Adam):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+        if window < 1:
+            raise ValueError(f"the window must be at least 1 step, got {window}.")
+        self.model, self.window, self.method, self.loss, self.scale = model, window, method, loss, scale
+        self.aux_weight = aux_weight
+        size = model.state_size
+        if method != "tbptt" and synthesizer is None:
+            synthesizer = zero_output_mlp(size, size, hidden_layers, hidden).to(model.readout.weight)
+        self.synthesizer = synthesizer if method != "tbptt" else None
+        self.aux = None
+        if method == "dni_aux":
+            self.aux = nn.Linear(model.hidden, size).to(model.readout.weight)
+            nn.init.zeros_(self.aux.weight)
+            nn.init.zeros_(self.aux.bias)
+        parameters = list(model.parameters()) + (list(self.aux.parameters()) if self.aux else [])
+        self.optimizer = optimizer(parameters, lr=lr)
+        self.learns_synthesizer = isinstance(self.synthesizer, nn.Module)
+        self.synthesizer_optimizer = optimizer(self.synthesizer.parameters(), lr=synthesizer_lr or lr) if self.learns_synthesizer else None
+        self.optimizers = [o for o in (self.optimizer, self.synthesizer_optimizer) if o is not None]
+        self.state = None
+
+    def reset(self, batch):
+        self.state = self.model.initial_state(batch)
+
+    def backward(self, x, y, mask):
+        """Forward one window from the carried state and backpropagate into the parameters (gradients
+        accumulate; no update). Returns (loss, per-step errors in bits, per-example gradient at the
+        window's start state, that start state)."""
+        batch = x.shape[0]
+        if self.state is None or self.state.shape[0] != batch:
+            self.reset(batch)
+        start = self.state.detach().requires_grad_()          # a leaf: .grad = gradient reaching the window start
+        logits, end, outputs = self.model(x, start)
+        loss, errors = self.loss(logits, y, mask)
+        total = loss
+        if self.synthesizer is not None:
+            predicted = self.synthesizer(end.detach()).detach()        # per-example dL_future/ds_end
+            total = total + (end * (self.scale * predicted / batch)).sum()   # end's incoming gradient
+            if self.aux is not None:
+                guess = self.aux(outputs[:, 0])                        # T-1 steps before the boundary
+                total = total + self.aux_weight * F.mse_loss(guess, predicted)
+        total.backward()
+        self.state = end.detach()                                      # carried, cut from this graph
+        return loss.detach(), errors, start.grad * batch, start.detach()
+
+    def step(self, x, y, mask):
+        """One window: update the LSTM (and aux head) at once, then the synthesizer towards the target
+        at the window's start. Returns (loss, per-step errors in bits)."""
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss, errors, target, start = self.backward(x, y, mask)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.method} (T={self.window}) diverged: the window loss is {loss.item()}.")
+        self.optimizer.step()
+        if self.learns_synthesizer:
+            synthesizer_loss = F.mse_loss(self.synthesizer(start), target)
+            synthesizer_loss.backward()
+            self.synthesizer_optimizer.step()
+        return loss, errors
+
+
+class Curriculum:
+    """The copy tasks' curriculum: the sequence length N starts at `level` and goes up by one whenever
+    the mean error over the last `episodes` episodes' scored steps at this level falls below `threshold`
+    bits per character (vector). `solved` is the longest N that passed."""
+
+    def __init__(self, threshold=0.15, episodes=10, level=1, outputs_per_length=1.0):
+        self.threshold, self.episodes, self.level, self.outputs_per_length = threshold, episodes, level, outputs_per_length
+        self.recent = deque(maxlen=self.needed())
+
+    def needed(self):
+        return max(1, round(self.episodes * self.level * self.outputs_per_length))
+
+    @property
+    def solved(self):
+        return self.level - 1
+
+    def update(self, errors, mask, levels):
+        """Feed one window's per-step errors; returns True when the level went up."""
+        scored = errors[(mask > 0) & (levels == self.level)]
+        self.recent.extend(scored.tolist())
+        if len(self.recent) == self.recent.maxlen and sum(self.recent) / len(self.recent) < self.threshold:
+            self.level += 1
+            self.recent = deque(maxlen=self.needed())
+            return True
+        return False
+
+
+def quiet():
+    return os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+
+
+def train_copy(method, window, steps, hidden=128, batch=32, lr=1e-3, repeat=False, max_repeats=3, bits=8,
+               threshold=0.15, log_every=100, seed=0, progress=True, **trainer_options):
+    """Train an LSTM on the copy (or repeat-copy) stream with the curriculum for `steps` windows.
+
+    Returns (trainer, history): history has "method", "window", "step", "level", "error" (mean bits per
+    scored vector over the last `log_every` windows), "level_at" (window step each level was reached),
+    "solved" (longest length passed), "seconds". A NaN loss raises an error naming the window step.
+    """
+    torch.manual_seed(seed)
+    stream = CopyStream(batch, bits, level=1, repeat=repeat, max_repeats=max_repeats, seed=seed)
+    model = RecurrentModel(stream.inputs, bits, hidden)
+    trainer = WindowedTrainer(model, window, method, lr=lr, loss=bits_loss, **trainer_options)
+    curriculum = Curriculum(threshold, outputs_per_length=(1 + max_repeats) / 2 if repeat else 1.0)
+    history = {"method": method, "window": window, "task": "repeat_copy" if repeat else "copy",
+               "step": [], "level": [], "error": [], "level_at": [0], "seconds": 0.0}
+    errors_sum, scored, start = 0.0, 0.0, time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc=f"{method} T={window}", leave=False, disable=not progress or quiet())
+    for step in bar:
+        x, y, mask, levels = stream.next_window(window)
+        try:
+            _, errors = trainer.step(x, y, mask)
+        except FloatingPointError as error:
+            raise FloatingPointError(f"{error} at window step {step:,}; try a smaller learning rate.") from None
+        errors_sum += float((errors * mask).sum())
+        scored += float(mask.sum())
+        if curriculum.update(errors, mask, levels):
+            stream.level = curriculum.level
+            history["level_at"].append(step)
+        if step % log_every == 0 or step == steps:
+            history["step"].append(step)
+            history["level"].append(curriculum.level)
+            history["error"].append(errors_sum / max(scored, 1.0))
+            errors_sum, scored = 0.0, 0.0
+            bar.set_postfix(level=curriculum.level)
+    history["solved"] = curriculum.solved
+    history["seconds"] = time.perf_counter() - start
+    return trainer, history
+
+
+@torch.no_grad()
+def copy_accuracy(model, length, episodes=4, batch=64, bits=8, repeat=False, seed=1):
+    """Fraction of output bits right on fresh episodes of length `length`, each from a zero state."""
+    stream = CopyStream(batch, bits, level=length, repeat=repeat, seed=seed)
+    right = total = 0.0
+    for _ in range(episodes):
+        x, y, mask = stream.episode()
+        logits, _, _ = model(x, model.initial_state(batch))
+        hits = ((logits > 0).float() == y).float().mean(-1)
+        right += float((hits * mask).sum())
+        total += float(mask.sum()) * batch
+    return right / total
+
+
+def train_text(method, window, steps, train_codes, test_codes, vocab, hidden=128, batch=32, lr=2e-3,
+               log_every=100, seed=0, progress=True, **trainer_options):
+    """Character-level language model on a text stream, in windows of `window` steps.
+    Returns (trainer, history) with training bits per character every `log_every` windows and the
+    held-out bits per character and accuracy at the end."""
+    torch.manual_seed(seed)
+    stream = TextStream(train_codes, vocab, batch)
+    model = RecurrentModel(vocab, vocab, hidden)
+    trainer = WindowedTrainer(model, window, method, lr=lr, loss=char_loss, **trainer_options)
+    history = {"method": method, "window": window, "task": "text", "step": [], "train_bpc": []}
+    running, count, start = 0.0, 0, time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc=f"text {method} T={window}", leave=False, disable=not progress or quiet())
+    for step in bar:
+        x, y, mask = stream.next_window(window)
+        try:
+            _, errors = trainer.step(x, y, mask)
+        except FloatingPointError as error:
+            raise FloatingPointError(f"{error} at window step {step:,}; try a smaller learning rate.") from None
+        running, count = running + float(errors.mean()), count + 1
+        if step % log_every == 0 or step == steps:
+            history["step"].append(step)
+            history["train_bpc"].append(running / count)
+            running, count = 0.0, 0
+    history["seconds"] = time.perf_counter() - start
+    history["test_bpc"], history["test_accuracy"] = text_bpc(model, test_codes, vocab)
+    return trainer, history
+
+
+@torch.no_grad()
+def text_bpc(model, codes, vocab, batch=16, chunk=100):
+    """Held-out bits per character and next-character accuracy, reading the text in `batch` rows with
+    the state carried from chunk to chunk (the model sees as much context as it can use)."""
+    stream = TextStream(codes, vocab, batch)
+    state, bits, right, total = model.initial_state(batch), 0.0, 0.0, 0
+    for _ in range(stream.row_length // chunk):
+        x, y, _ = stream.next_window(chunk)
+        logits, state, _ = model(x, state)
+        bits += float(F.cross_entropy(logits.transpose(1, 2), y, reduction="sum")) / LN2
+        right += float((logits.argmax(-1) == y).sum())
+        total += y.numel()
+    return bits / total, right / total
+
+
+def gradient_reach(model, x, y, mask, loss=bits_loss, lags=20, anchors=10):
+    """How strongly a loss k steps later depends on the state now: the mean per-example norm of
+    d loss(t+k) / d s(t) for k = 1..lags (true gradients, full backprop through time), averaged over
+    `anchors` consecutive start positions t and over the scored steps only. Truncated BPTT with window T
+    keeps at most the k < T part of this; a synthetic gradient at the boundary stands in for the rest."""
+    batch = x.shape[0]
+    if x.shape[1] < anchors + lags:
+        raise ValueError(f"need at least anchors + lags = {anchors + lags} steps, got {x.shape[1]}.")
+    sums, counts = [0.0] * lags, [0] * lags
+    with torch.no_grad():
+        _, state, _ = model(x[:, :1], model.initial_state(batch))
+    for t in range(1, anchors + 1):
+        start = state.detach().requires_grad_()
+        logits, _, _ = model(x[:, t:t + lags], start)
+        for k in range(lags):
+            if float(mask[t + k]) == 0:
+                continue
+            step_loss, _ = loss(logits[:, k:k + 1], y[:, t + k:t + k + 1], mask[t + k:t + k + 1])
+            grad, = torch.autograd.grad(step_loss, start, retain_graph=True)
+            sums[k] += float((grad * batch).norm(dim=1).mean())
+            counts[k] += 1
+        with torch.no_grad():
+            _, state, _ = model(x[:, t:t + 1], state)
+    return [s / c if c else float("nan") for s, c in zip(sums, counts)]
+
+
+def synthetic_gradient_cosine(trainer, x, y, mask, boundaries=10, discount=None):
+    """Whole-batch cosine between the synthesizer's prediction at each of the first `boundaries` window
+    boundaries of the stretch (x, y) and a true gradient at that state, computed by full BPTT: the
+    gradient of sum_j discount^j L_(window j after the boundary). discount=trainer.scale (the default) is
+    exactly what M is trained towards (see the module docstring); discount=1 is all future loss alike.
+    Make the stretch several windows longer than `boundaries` windows. Returns the list of cosines."""
+    model, window, batch = trainer.model, trainer.window, x.shape[0]
+    discount = trainer.scale if discount is None else discount
+    state, states, losses = model.initial_state(batch), [], []
+    for k in range(0, x.shape[1] - window + 1, window):
+        logits, state, _ = model(x[:, k:k + window], state)
+        states.append(state)
+        losses.append(trainer.loss(logits, y[:, k:k + window], mask[k:k + window])[0])
+    cosines = []
+    for b in range(min(boundaries, len(states) - 1)):
+        future = sum(discount ** j * loss for j, loss in enumerate(losses[b + 1:]))
+        true, = torch.autograd.grad(future, states[b], retain_graph=True)
+        with torch.no_grad():
+            predicted = trainer.synthesizer(states[b].detach())
+            cosines.append(float(F.cosine_similarity(predicted.flatten(), true.flatten(), dim=0)))
+    return cosines

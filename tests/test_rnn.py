@@ -1,0 +1,124 @@
+"""The windowed trainer: with an oracle for the future gradient it is full BPTT; without, it is not."""
+import pytest
+import torch
+
+from helpers import rnn, tasks
+
+BATCH, HIDDEN, BITS, STEPS = 4, 6, 3, 12
+
+
+def problem(seed=0):
+    """A float64 LSTM and a 12-step stretch of the copy stream (episodes of length 2 and 3)."""
+    torch.manual_seed(seed)
+    model = rnn.RecurrentModel(BITS + 2, BITS, HIDDEN).double()
+    stream = tasks.CopyStream(BATCH, BITS, level=2, seed=seed)
+    x1, y1, m1, _ = stream.next_window(5)
+    stream.level = 3
+    x2, y2, m2, _ = stream.next_window(STEPS - 5)
+    return model, torch.cat([x1, x2], 1).double(), torch.cat([y1, y2], 1).double(), torch.cat([m1, m2]).double()
+
+
+def full_bptt(model, x, y, mask, window):
+    """Gradients of the whole stretch's loss, and the per-example gradient at every window boundary."""
+    model.zero_grad()
+    state, total, boundaries = model.initial_state(BATCH), 0.0, []
+    for k in range(0, STEPS, window):
+        logits, state, _ = model(x[:, k:k + window], state)
+        state.retain_grad()
+        boundaries.append(state)
+        total = total + rnn.bits_loss(logits, y[:, k:k + window], mask[k:k + window])[0]
+    total.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    last = torch.zeros_like(boundaries[-1])                     # nothing comes after the last boundary
+    return grads, [(s.detach(), last if s.grad is None else s.grad * BATCH) for s in boundaries]
+
+
+class Oracle:
+    """Returns the exact per-example gradient of all later loss at each boundary, in order."""
+
+    def __init__(self, boundaries):
+        self.boundaries = list(boundaries)
+
+    def __call__(self, state):
+        expected, grad = self.boundaries.pop(0)
+        assert torch.allclose(state, expected), "the windowed forward pass reproduces the full one"
+        return grad
+
+
+def windowed(trainer, x, y, mask):
+    """Every window's backward without an update, so the parameter gradients accumulate."""
+    trainer.reset(BATCH)
+    targets = [trainer.backward(x[:, k:k + trainer.window], y[:, k:k + trainer.window],
+                                mask[k:k + trainer.window])[2] for k in range(0, STEPS, trainer.window)]
+    return [p.grad.clone() for p in trainer.model.parameters()], targets
+
+
+@pytest.mark.parametrize("window", [2, 3, 5])
+def test_oracle_synthetic_gradient_gives_full_bptt(window):
+    model, x, y, mask = problem()
+    expected, boundaries = full_bptt(model, x, y, mask, window)
+    trainer = rnn.WindowedTrainer(model, window, "dni", synthesizer=Oracle(boundaries), scale=1.0)
+    grads, targets = windowed(trainer, x, y, mask)
+    assert all(torch.allclose(g, e, atol=1e-10) for g, e in zip(grads, expected))
+    # the synthesizer's bootstrapped target at each boundary is then the exact future gradient there
+    assert all(torch.allclose(t, grad, atol=1e-10) for t, (_, grad) in zip(targets[1:], boundaries))
+
+
+def test_truncated_bptt_is_full_bptt_when_the_window_covers_the_sequence():
+    model, x, y, mask = problem()
+    expected, _ = full_bptt(model, x, y, mask, STEPS)
+    grads, _ = windowed(rnn.WindowedTrainer(model, STEPS, "tbptt"), x, y, mask)
+    assert all(torch.allclose(g, e, atol=1e-10) for g, e in zip(grads, expected))
+
+
+def test_short_truncation_misses_gradient_and_a_scaled_oracle_does_too():
+    model, x, y, mask = problem()
+    expected, boundaries = full_bptt(model, x, y, mask, 3)
+    grads, _ = windowed(rnn.WindowedTrainer(model, 3, "tbptt"), x, y, mask)
+    assert not all(torch.allclose(g, e, atol=1e-6) for g, e in zip(grads, expected))
+    model.zero_grad()
+    grads, _ = windowed(rnn.WindowedTrainer(model, 3, "dni", synthesizer=Oracle(boundaries), scale=0.1), x, y, mask)
+    assert not all(torch.allclose(g, e, atol=1e-6) for g, e in zip(grads, expected))
+
+
+def test_a_fresh_synthesizer_and_aux_head_change_nothing_at_first():
+    """Zero-initialised synthesizer and aux head: the first DNI (+aux) window is a truncated-BPTT window."""
+    model, x, y, mask = problem()
+    reference, _ = windowed(rnn.WindowedTrainer(model, 3, "tbptt"), x, y, mask)
+    for method in ("dni", "dni_aux"):
+        model.zero_grad()
+        trainer = rnn.WindowedTrainer(model, 3, method)
+        grads, _ = windowed(trainer, x, y, mask)
+        assert all(torch.equal(g, r) for g, r in zip(grads, reference))
+
+
+def test_synthesizer_learns_the_target_and_the_model_trains():
+    torch.manual_seed(0)
+    stream = tasks.CopyStream(16, BITS, level=1, seed=0)
+    trainer = rnn.WindowedTrainer(rnn.RecurrentModel(BITS + 2, BITS, 16), 3, "dni", lr=3e-3)
+    first = None
+    for _ in range(150):
+        x, y, mask, _ = stream.next_window(3)
+        loss, _ = trainer.step(x, y, mask)
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.7 * first
+    assert trainer.synthesizer[-1].weight.abs().sum() > 0, "the synthesizer moved off zero"
+
+
+def test_curriculum_moves_up_only_below_the_threshold():
+    curriculum = rnn.Curriculum(threshold=0.15, episodes=2)
+    errors, mask, levels = torch.full((4,), 0.5), torch.ones(4), torch.ones(4, dtype=torch.long)
+    assert not curriculum.update(errors, mask, levels) and curriculum.level == 1
+    assert curriculum.update(torch.full((4,), 0.1), mask, levels) and curriculum.level == 2
+    assert curriculum.solved == 1
+    assert not curriculum.update(torch.zeros(4), mask, levels), "errors from the old level do not count"
+
+
+def test_divergence_is_reported():
+    trainer = rnn.WindowedTrainer(rnn.RecurrentModel(BITS + 2, BITS, 8), 2, "dni")
+    x = torch.full((2, 2, BITS + 2), float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged"):
+        trainer.step(x, torch.zeros(2, 2, BITS), torch.ones(2))
+    with pytest.raises(ValueError, match="method"):
+        rnn.WindowedTrainer(rnn.RecurrentModel(5, 3, 4), 2, "bptt")
