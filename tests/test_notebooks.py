@@ -94,3 +94,15 @@ def test_lesson_shape(path):
     for heading in ("## Summary", "## Exercises", "## References"):
         assert heading in text, heading
     json.dumps(cells)  # serialisable
+
+
+def test_cnn_notebook_says_when_it_used_the_cifar_standin():
+    """Wherever notebook 07's committed outputs come from the CIFAR-10 stand-in, they say so in words."""
+    path = ROOT / "notebooks" / "07_cnn.ipynb"
+    outputs = [o for c in read(path).cells for o in c.get("outputs", [])]
+    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert text, "notebook 07 is committed with its outputs"
+    if "cifar10-standin" in text:
+        assert "STAND-IN" in text and "not CIFAR-10" in text and "say nothing about CIFAR-10" in text
+    source = "\n".join(c.source for c in read(path).cells)
+    assert "cifar-10-python.tar.gz" in source, "the notebook says how to get the real data"
