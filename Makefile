@@ -7,7 +7,7 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test data bench bench-cnn notebooks reproduce slides clean-venv
+.PHONY: lab test data bench bench-cnn bench-pipeline notebooks reproduce slides clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(VENV)/.installed data
 ## The CIFAR-10 CNN's step time: float32 vs channels-last vs bfloat16 autocast (backprop, DNI, cDNI).
 bench-cnn: $(VENV)/.installed
 	$(PY) benchmarks/cnn_step_time.py
+
+## Samples/s of the locked vs decoupled pipeline, one process per stage (prints figures only; run it alone).
+bench-pipeline: $(VENV)/.installed data
+	OMP_NUM_THREADS=1 $(PY) benchmarks/pipeline_throughput.py
 
 ## Re-execute every notebook in place at $(SG_SIZE) (default quick), for committed outputs.
 SG_SIZE ?= quick

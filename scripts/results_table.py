@@ -111,6 +111,21 @@ def recurrent_table(record):
     return "\n".join(rows)
 
 
+def asynchronous_table(record):
+    """Notebook 09: its runs differ in p, k, stages and width, not in what was published; no published column."""
+    rows = ["| run | layers | test accuracy | iterations | p | every k | stages | width | samples/s |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for run in record["runs"]:
+        cells = [run.get(k, "") for k in ("p", "every", "stages", "hidden")]
+        speed = f"{run['samples_per_s']:,.0f}" if "samples_per_s" in run else ""
+        rows.append(f"| {run['method']} | {run['layers']} | {percent(run['test_accuracy'])} | {run['iterations']:,} | "
+                    + " | ".join("" if c is None else str(c) for c in cells) + f" | {speed} |")
+    return "\n".join(rows)
+
+
+RENDERERS = {"08_recurrent": recurrent_table, "09_asynchronous": asynchronous_table}
+
+
 def render(directory=RESULTS):
     files = sorted(p for p in directory.glob("[0-9][0-9]_*.json") if p.stem.count(".") == 0)
     if not files:
@@ -124,7 +139,7 @@ def render(directory=RESULTS):
         parts += [f"## {record['notebook']}", "",
                   f"Run size **{record['size']}** on {record['device']}, torch {record['torch']}, "
                   f"{record['seconds']:.0f} s of training, written {record.get('written', '?')}.", "",
-                  recurrent_table(record) if record["notebook"] == "08_recurrent" else table(record), ""]
+                  RENDERERS.get(record["notebook"], table)(record), ""]
     parts.append(NOTES)
     out = directory / "README.md"
     out.write_text("\n".join(parts))

@@ -47,3 +47,13 @@ def test_recurrent_notebook_gets_its_own_table(tmp_path):
     results.save_results("08_recurrent", "quick", runs, 5.0, "cpu", directory=tmp_path)
     out = results_table.render(tmp_path).read_text()
     assert "| 2 | 0 | 2 | 1 |" in out and "| 5 | 3 |  |  |" in out and "| dni | 5 | 2.384 |" in out
+
+
+def test_asynchronous_runs_are_listed_without_published_numbers(tmp_path):
+    runs = [{"method": "cdni_p20", "layers": 3, "iterations": 3000, "test_accuracy": 0.9273, "p": 0.2},
+            {"method": "pipeline_decoupled", "layers": 7, "iterations": 212, "test_accuracy": 0.8669, "stages": 2,
+             "hidden": 1024, "samples_per_s": 2693.0}]
+    results.save_results("09_asynchronous", "quick", runs, 5.0, "cpu", directory=tmp_path)
+    out = results_table.render(tmp_path).read_text().split("## Where")[0]
+    assert "| cdni_p20 | 3 | 92.73% | 3,000 | 0.2 |  |  |  |  |" in out
+    assert "| pipeline_decoupled | 7 | 86.69% | 212 |  |  | 2 | 1024 | 2,693 |" in out and "S. Pitis" not in out
