@@ -101,6 +101,11 @@ def plot_gradient_comparison(synthetic, true, layer, iteration, history=None, si
         ax.set_xlabel("unit")
         ax.set_ylabel("example")
     fig.colorbar(image, ax=axes[2], fraction=0.046)
+    return _finish_comparison(fig, axes, iteration, history, size)
+
+
+def _finish_comparison(fig, axes, iteration, history, size):
+    """The gradient comparisons' last panel (every block's cosine over training, this checkpoint marked) and title."""
     if history is not None:
         plot_gradient_quality(history, ax=axes[3])
         axes[3].axvline(iteration, color="#999999", linestyle="--", linewidth=1)
@@ -174,10 +179,4 @@ def plot_conv_gradient_comparison(synthetic, true, layer, iteration, history=Non
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(image, ax=axes[2], fraction=0.046)
-    if history is not None:
-        plot_gradient_quality(history, ax=axes[3])
-        axes[3].axvline(iteration, color="#999999", linestyle="--", linewidth=1)
-    if size:
-        fig.suptitle(f"run size: {size}", fontsize=9, x=0.99, ha="right")
-    fig.tight_layout()
-    return fig
+    return _finish_comparison(fig, axes, iteration, history, size)

@@ -60,7 +60,7 @@ def synthesizer(run):
         return ""
     label = " + label" if run["method"] == "cdni" else ""
     if run.get("synthesizer_filters"):           # convolutional synthesizer (notebook 07)
-        return (f"one 5x5 conv" if hidden == 0 else f"{hidden} hidden 5x5 convs x {run['synthesizer_filters']}") + label
+        return ("one 5x5 conv" if hidden == 0 else f"{hidden} hidden 5x5 convs x {run['synthesizer_filters']}") + label
     return ("linear" if hidden == 0 else f"{hidden} hidden x 1024") + label
 
 
