@@ -7,21 +7,37 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test data bench bench-cnn bench-pipeline notebooks reproduce slides clean-venv
+.PHONY: lab test test-main test-colab data bench bench-cnn bench-pipeline notebooks reproduce slides clean-venv gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-## Open the series in JupyterLab (ipywidgets included).
+## Open the series in JupyterLab (ipywidgets included). As root (a container) it adds --allow-root; with no
+## display (a server, a container) it opens no browser and prints the address to open instead.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root) $(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser)
 lab: $(VENV)/.installed data
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_FLAGS) $(LAB_ARGS)
 
-## Unit tests, then every notebook top to bottom at the smoke size (nbval).
-test: $(VENV)/.installed data
+## Every test: unit tests and every notebook top to bottom at the smoke size (nbval), then the same unit
+## tests and the widget and process notebooks with Colab's versions of ipywidgets, psutil, numpy, matplotlib.
+test: test-main test-colab
+
+test-main: $(VENV)/.installed data
 	SG_SIZE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=900 -q $(PYTEST_ARGS)
+
+COLAB_VENV ?= .venv-colab
+COLAB_NOTEBOOKS := notebooks/02_dni.ipynb notebooks/03_cdni.ipynb notebooks/06_full_unlock.ipynb notebooks/09_asynchronous.ipynb
+$(COLAB_VENV)/.installed: pyproject.toml constraints-colab.txt
+	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet -c constraints-colab.txt -e '.[dev]'
+	touch $@
+
+test-colab: $(COLAB_VENV)/.installed data
+	SG_SIZE=smoke $(COLAB_VENV)/bin/python -m pytest tests $(COLAB_NOTEBOOKS) --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=900 -q --deselect tests/test_browser.py $(PYTEST_ARGS)
 
 ## Lay out MNIST where torchvision finds it, from a local copy of the .gz files if there is one
 ## (these machines have no internet; elsewhere torchvision downloads it on first use).
@@ -33,7 +49,12 @@ data:
 	fi
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COLAB_VENV)
+
+## On a CUDA GPU: a few dozen steps of everything that touches the device, PASS/FAIL per line (exits 0
+## with a note where there is no GPU). Please run it first on a new GPU and send its output with any report.
+gpu-check: $(VENV)/.installed
+	$(PY) -m helpers.gpu_check
 
 ## Median ms per training step, backprop vs DNI vs cDNI, with the ideal ratios (prints figures only).
 bench: $(VENV)/.installed data

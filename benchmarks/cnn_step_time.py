@@ -7,15 +7,13 @@ Inputs are random 3x32x32 images (no data needed). The default width is the pape
 and 32 on a CPU, where one 128-filter DNI step takes seconds. Prints figures only.
 """
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import config, dni, models, training  # noqa: E402
+from helpers import config, learners, models, timing  # noqa: E402
 
 VARIANTS = {"float32": (False, False), "channels last": (True, False), "bf16 autocast": (False, True),
             "both": (True, True)}
@@ -26,24 +24,15 @@ def make_learner(method, channels, device, channels_last):
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if method == "backprop":
-        return training.Backprop(model, 1e-4)
-    return dni.DNI(model, 1e-4, hidden_layers=2 if method == "dni" else 0, conditioned=method == "cdni",
-                   hidden=channels)
+        return learners.make("backprop", model, 1e-4)
+    return learners.make(method, model, 1e-4, hidden_layers=2 if method == "dni" else 0, hidden=channels)
 
 
 def median_ms(learner, x, y, amp, steps, device):
-    times = []
-    for k in range(steps + 2):                     # two warm-up steps
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             learner.step(x, y)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if k >= 2:
-            times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return timing.median_ms(step, steps, warmup=2, device=device)
 
 
 def main():

@@ -2,7 +2,7 @@
 
 Run it alone on the machine (on the shared 2-core box: `flock -x /tmp/sg_cpu.lock ...`): every stage is a
 single-threaded process, and anything else running steals the cores the stages need. Each figure is the
-median of `--repeats` short runs (`pipeline.compare`); `ratio` is decoupled over locked.
+median of `--repeats` short runs (`timing.pipeline_throughput`); `ratio` is decoupled over locked.
 
     OMP_NUM_THREADS=1 python benchmarks/pipeline_throughput.py
     OMP_NUM_THREADS=1 python benchmarks/pipeline_throughput.py --stages 2 --widths 2048 --blocks 2
@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from helpers import data, pipeline  # noqa: E402
+from helpers import data, pipeline, timing  # noqa: E402
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
           f"(samples/s, median of {args.repeats})")
     for stages in args.stages:
         for width in args.widths:
-            row = pipeline.compare(stages, width, mnist, args.blocks, args.repeats)
+            row = timing.pipeline_throughput(stages, width, mnist, args.blocks, args.repeats)
             print(f"{stages:6d} {width:6d} {row['layers']:6d} {row['locked']:10.0f} {row['decoupled']:10.0f} "
                   f"{row['ratio']:6.2f}", flush=True)
 

@@ -10,13 +10,12 @@ optimizer calls, more small kernels. Data lives on the device; batches are drawn
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import config, data, dni, models, training  # noqa: E402
+from helpers import config, data, learners, models, timing  # noqa: E402
 
 
 def linear_shapes(module):
@@ -47,27 +46,16 @@ def ideal_macs(model, method, hidden_layers=0, hidden=1024, classes=10):
 
 
 def make_learner(method, layers, device, hidden_layers):
-    model = models.fcn(layers).to(device)
-    if method == "backprop":
-        return training.Backprop(model, 1e-4)
-    return dni.DNI(model, 1e-4, hidden_layers=hidden_layers, conditioned=method == "cdni")
+    options = {} if method == "backprop" else {"hidden_layers": hidden_layers}
+    return learners.make(method, models.fcn(layers).to(device), 1e-4, **options)
 
 
 def time_steps(learner, mnist, steps, batch_size, device):
+    """Seconds per step of `learner` on `steps` batches drawn as in training (drawn before the timing)."""
     generator = torch.Generator().manual_seed(0)
-    batches = data.random_batches(len(mnist.x_train), batch_size, device, generator)
-    times = []
-    for k in range(steps):
-        index = next(batches)
-        x, y = mnist.x_train[index], mnist.y_train[index]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        learner.step(x, y)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
+    order = data.random_batches(len(mnist.x_train), batch_size, device, generator)
+    batches = [(mnist.x_train[i], mnist.y_train[i]) for i in (next(order) for _ in range(steps))]
+    return timing.step_seconds(lambda: learner.step(*batches.pop()), steps, warmup=0, device=device)
 
 
 def main():
@@ -87,18 +75,18 @@ def main():
     methods = ["backprop", "dni", "cdni"]
     print(f"{'layers':>6} {'method':>9} {'ms/step':>8} {'ratio':>6} {'ideal':>6} {'measured/ideal':>14}")
     for layers in args.layers:
-        learners = {m: make_learner(m, layers, device, args.hidden_layers) for m in methods}
+        runs = {m: make_learner(m, layers, device, args.hidden_layers) for m in methods}
         times = {m: [] for m in methods}
         for m in methods:
-            time_steps(learners[m], mnist, 20, args.batch_size, device)   # warm-up
+            time_steps(runs[m], mnist, 20, args.batch_size, device)   # warm-up
         for _ in range(args.rounds):
             for m in methods:
-                times[m] += time_steps(learners[m], mnist, args.steps, args.batch_size, device)
+                times[m] += time_steps(runs[m], mnist, args.steps, args.batch_size, device)
         base_ms = statistics.median(times["backprop"]) * 1e3
-        base_macs = ideal_macs(learners["backprop"].model, "backprop")
+        base_macs = ideal_macs(runs["backprop"].model, "backprop")
         for m in methods:
             ms = statistics.median(times[m]) * 1e3
-            ideal = ideal_macs(learners[m].model, m, args.hidden_layers) / base_macs
+            ideal = ideal_macs(runs[m].model, m, args.hidden_layers) / base_macs
             print(f"{layers:>6} {m:>9} {ms:>8.2f} {ms / base_ms:>6.2f} {ideal:>6.2f} {ms / base_ms / ideal:>14.2f}")
 
 

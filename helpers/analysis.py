@@ -8,6 +8,8 @@ layer-wise representations. Two simple ways to see that:
   similarity in [0, 1] between two sets of activations of the same examples, invariant to rotations and
   isotropic scaling; 1 means the same representation up to those.
 - a linear probe: how well a least-squares linear classifier on a layer's activations predicts the label.
+
+Used by notebook 05.
 """
 import torch
 import torch.nn.functional as F
@@ -42,8 +44,10 @@ def hidden_representations(model, x, batch_size=2_000):
 def linear_probe_accuracy(train_features, train_labels, test_features, test_labels, num_classes=10, ridge=1e-3):
     """Test accuracy of a ridge-regression classifier (onto one-hot labels) fitted on the train features."""
     def design(features):
-        return torch.cat([features.double(), torch.ones(len(features), 1, dtype=torch.float64)], dim=1)
+        ones = torch.ones(len(features), 1, dtype=torch.float64, device=features.device)
+        return torch.cat([features.double(), ones], dim=1)
     X = design(train_features)
-    targets = F.one_hot(train_labels.cpu(), num_classes).double()
-    weights = torch.linalg.solve(X.t() @ X + ridge * len(X) * torch.eye(X.shape[1], dtype=torch.float64), X.t() @ targets)
-    return (design(test_features) @ weights).argmax(1).eq(test_labels.cpu()).double().mean().item()
+    targets = F.one_hot(train_labels.to(X.device), num_classes).double()
+    eye = torch.eye(X.shape[1], dtype=torch.float64, device=X.device)
+    weights = torch.linalg.solve(X.t() @ X + ridge * len(X) * eye, X.t() @ targets)
+    return (design(test_features.to(X.device)) @ weights).argmax(1).eq(test_labels.to(X.device)).double().mean().item()

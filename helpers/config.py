@@ -1,4 +1,4 @@
-"""Run sizes, device and seeding: the one place every notebook reads them from.
+"""Run sizes, device and seeding: the one place every notebook reads them from (all notebooks, 00-09).
 
 A run size is a schedule, not a different experiment: `smoke` (CI, seconds), `quick` (the default on a
 CPU, minutes, still meaningful accuracy) and `paper` (Jaderberg et al. 2016, appendix: Adam, batch 256,
@@ -6,8 +6,13 @@ CPU, minutes, still meaningful accuracy) and `paper` (Jaderberg et al. 2016, app
 code path; every figure and results file says which size produced it.
 
 Choose the size with the environment variable ``SG_SIZE`` (``smoke``, ``quick`` or ``paper``).
+
+Every table that depends on the size is here: `SIZES` (the MNIST FCN schedule, notebooks 01-06 and 09),
+`CNN_SIZES` (notebook 07), `RECURRENT_SIZES` (08) and `ASYNC_SIZES` (09), each read through a function
+of the same size name (`cnn_size()`, `recurrent_size()`, `async_size()`).
 """
 import os
+import pathlib
 import random
 from dataclasses import asdict, dataclass
 
@@ -20,7 +25,9 @@ DEFAULT_SIZE = "quick"
 
 @dataclass(frozen=True)
 class RunSize:
-    """A training schedule. The learning rate is divided by 10 at each fraction in `decay_at`."""
+    """A training schedule. The learning rate is divided by 10 at each fraction in `decay_at`.
+    `checkpoint_every` (iterations, a multiple of eval_every; 0 = never): how often `training.train`
+    saves a run it can resume after a disconnect (see `checkpoint_folder`)."""
 
     name: str
     iterations: int
@@ -28,6 +35,7 @@ class RunSize:
     batch_size: int = 256
     eval_every: int = 250
     decay_at: tuple = (0.6, 0.8)
+    checkpoint_every: int = 0
 
     def milestones(self):
         """Iterations at which the learning rate is divided by 10 (the paper: 300k and 400k of 500k)."""
@@ -47,7 +55,7 @@ class RunSize:
 SIZES = {
     "smoke": RunSize("smoke", iterations=60, lr=1e-3, eval_every=20),
     "quick": RunSize("quick", iterations=5_000, lr=1e-4, eval_every=250),
-    "paper": RunSize("paper", iterations=500_000, lr=3e-5, eval_every=5_000),
+    "paper": RunSize("paper", iterations=500_000, lr=3e-5, eval_every=5_000, checkpoint_every=25_000),
 }
 
 
@@ -61,12 +69,119 @@ def run_size(name=None):
     return SIZES[key]
 
 
+# Notebook 07: the CNN's schedule, its filters and the synthesizers' hidden filters. The CPU sizes shorten
+# the paper's (128 filters, batch 256, 500k iterations at lr 3e-5) as notebook 07 explains.
+CNN_SIZES = {
+    "smoke": dict(schedule=RunSize("smoke", iterations=20, lr=1e-3, batch_size=64, eval_every=10),
+                  channels=8, synthesizer_filters=8),
+    "quick": dict(schedule=RunSize("quick", iterations=600, lr=1e-3, batch_size=128, eval_every=100),
+                  channels=32, synthesizer_filters=32),
+    "paper": dict(schedule=SIZES["paper"], channels=128, synthesizer_filters=128),
+}
+
+# Notebook 08: characters read per copy run (the same for every window T), the windows, the LSTM, and the
+# character model's budget. One learning rate for every recurrent run (Adam).
+RECURRENT_LR = 1e-3
+TEXT_LR = 2e-3   # train_text's default when called on its own; notebook 08 uses RECURRENT_LR for both
+RECURRENT_SIZES = {
+    "smoke": dict(windows=[2, 3], characters=240, hidden=16, batch=8, repeat_window=3, text_window=4,
+                  text_characters=200, text_chars_max=20_000),
+    "quick": dict(windows=[2, 3, 4, 5, 8], characters=30_000, hidden=128, batch=32, repeat_window=5, text_window=5,
+                  text_characters=20_000, text_chars_max=None),
+    "paper": dict(windows=[2, 3, 4, 5, 8], characters=2_000_000, hidden=256, batch=32, repeat_window=5,
+                  text_window=5, text_characters=2_000_000, text_chars_max=None),
+}
+
+# Notebook 09: iterations of the stochastic / multi-rate runs (None: the run size's own), pipeline widths per
+# number of stages, repeats of each throughput measurement, steps per measurement (None: about two seconds
+# of locked work), and the timeline's and the equal-time comparison's settings.
+ASYNC_SIZES = {
+    "smoke": dict(iterations=60, widths={2: [64], 4: [64]}, repeats=1, steps=12, timeline_width=64,
+                  equal_width=64, equal_seconds=1),
+    "quick": dict(iterations=3_000, widths={2: [256, 1024, 2048], 4: [256, 1024]}, repeats=3, steps=None,
+                  timeline_width=1024, equal_width=1024, equal_seconds=20),
+    "paper": dict(iterations=None, widths={2: [256, 1024, 2048, 4096], 4: [256, 1024, 2048]},
+                  repeats=5, steps=None, timeline_width=2048, equal_width=2048, equal_seconds=120),
+}
+
+# The pipeline's defaults (helpers/pipeline.py): Adam's learning rate and the length of a run.
+PIPELINE_LR = 1e-4
+PIPELINE_STEPS = 100
+
+
+def cnn_size(name=None):
+    """Notebook 07's settings for the run size `name` (else $SG_SIZE)."""
+    return CNN_SIZES[run_size(name).name]
+
+
+def recurrent_size(name=None):
+    """Notebook 08's settings for the run size `name` (else $SG_SIZE)."""
+    return RECURRENT_SIZES[run_size(name).name]
+
+
+def async_size(name=None):
+    """Notebook 09's settings for the run size `name` (else $SG_SIZE); iterations filled in from the size."""
+    settings = dict(ASYNC_SIZES[run_size(name).name])
+    settings["iterations"] = settings["iterations"] or run_size(name).iterations
+    return settings
+
+
 def device():
     """The training device: $SG_DEVICE if set (e.g. `cpu`), else CUDA when available, else the CPU."""
     wanted = os.environ.get("SG_DEVICE")
     if wanted:
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _cpu_has_fast_bfloat16():
+    try:
+        flags = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:                      # not Linux: assume no fast bfloat16 (macOS arm64 and x86 alike)
+        return False
+    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+
+
+def amp_dtype(device):
+    """The dtype for mixed precision (autocast) on `device`: bfloat16 where the hardware computes it fast
+    (CUDA GPUs from Ampere on, i.e. compute capability 8.0+; CPUs with AVX512-BF16 or AMX), else float32,
+    i.e. no autocast. `amp_reason(device)` says why. Used by training.train(amp=True) and notebook 07.
+
+    Not float16 on older GPUs (a T4, Colab's usual GPU): float16 needs loss scaling, and a synthetic
+    gradient is injected into a block directly, never through a loss a scaler could scale, so every
+    learner would need its own scaling. Those GPUs run the series in float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if _cpu_has_fast_bfloat16() else torch.float32
+    return torch.float32
+
+
+def amp_reason(device):
+    """One sentence: which dtype `amp_dtype(device)` chose and why."""
+    device = torch.device(device)
+    chosen = "bfloat16" if amp_dtype(device) == torch.bfloat16 else "float32 (no autocast)"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        why = (f"compute capability {major}.{minor}: " +
+               ("bfloat16 tensor cores" if (major, minor) >= (8, 0) else "no bfloat16 tensor cores"))
+    elif device.type == "cpu":
+        why = "this CPU " + ("has" if _cpu_has_fast_bfloat16() else "lacks") + " AVX512-BF16 / AMX"
+    else:
+        why = f"no mixed-precision rule for {device.type}"
+    return f"{chosen}: {why}"
+
+
+def checkpoint_folder():
+    """Where long runs keep their checkpoints: $SG_CHECKPOINTS if set; on Colab with Google Drive mounted,
+    a folder in Drive (it outlives a disconnected runtime); otherwise checkpoints/ in the project."""
+    if os.environ.get("SG_CHECKPOINTS"):
+        return pathlib.Path(os.environ["SG_CHECKPOINTS"])
+    drive = pathlib.Path("/content/drive/MyDrive")
+    if drive.is_dir():
+        return drive / "synthetic-gradients-checkpoints"
+    return pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 def seed_everything(seed=0):

@@ -20,13 +20,17 @@ supplementary A):
   model above's gradient ∂L̂_{i+1}/∂h_{i+1} backpropagated through block i+1 alone.
 
 Scale: L̂ predicts the per-example loss, so ∂L̂_n/∂h_n is the per-example gradient (batch size x dL/dh of
-the batch-mean loss); the block receives it divided by the batch size, exactly as in `dni`.
+the batch-mean loss); the block receives it divided by the batch size, exactly as in `dni`
+(`synthesizers.to_block` and `target_from`). Notebook 04.
 """
 import copy
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .probe import gradient_metrics, hidden_outputs
+from .synthesizers import target_from, to_block
 
 
 class LossModel(nn.Module):
@@ -125,7 +129,7 @@ class SyntheticLoss:
         self.block_optimizers = [optimizer(block.parameters(), lr=lr) for block in blocks]
         self.loss_model_optimizers = [optimizer(m.parameters(), lr=loss_model_lr or lr) for m in self.loss_models]
         self.optimizers = self.block_optimizers + self.loss_model_optimizers
-        self.terms = [(torch.zeros(()), torch.zeros(())) for _ in self.loss_models]
+        self.terms = [(torch.zeros((), device=device), torch.zeros((), device=device)) for _ in self.loss_models]
         self.probe = None
 
     def step(self, x, y):
@@ -149,11 +153,12 @@ class SyntheticLoss:
         loss = per_example.mean()
         for optimizer in self.block_optimizers:
             optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(outputs + [loss], [g.detach() / batch for g in gradients] + [None])
+        torch.autograd.backward(outputs + [loss], [to_block(g, batch) for g in gradients] + [None])
         for optimizer in self.block_optimizers:
             optimizer.step()
         value_targets = [values[i + 1].detach() for i in range(len(hidden) - 1)] + [per_example.detach()]
-        gradient_targets = [inputs[i + 1].grad * batch for i in range(len(hidden) - 1)] + [top.grad * batch]
+        gradient_targets = [target_from(inputs[i + 1].grad, batch) for i in range(len(hidden) - 1)] + \
+            [target_from(top.grad, batch)]
         total = 0
         for i, optimizer in enumerate(self.loss_model_optimizers):
             optimizer.zero_grad(set_to_none=True)
@@ -178,11 +183,8 @@ class SyntheticLoss:
             x, y = self.probe
         onehot = F.one_hot(y, self.num_classes).float()
         predicted, true, values, losses = predicted_and_true(self.model, self.loss_models, x, y, onehot)
-        metrics = {}
-        for i, (g_hat, g) in enumerate(zip(predicted, true)):
-            metrics[f"cos_batch/{i}"] = F.cosine_similarity(g_hat.flatten(), g.flatten(), dim=0).item()
-            metrics[f"cos_example/{i}"] = F.cosine_similarity(g_hat, g, dim=1).mean().item()
-            metrics[f"rel_error/{i}"] = ((g_hat - g).norm() / g.norm().clamp_min(1e-12)).item()
+        metrics = gradient_metrics(predicted, true)
+        for i in range(len(predicted)):
             metrics[f"value_loss/{i}"] = self.terms[i][0].item()
             metrics[f"gradient_loss/{i}"] = self.terms[i][1].item()
         top = len(predicted) - 1
@@ -233,11 +235,8 @@ def predicted_and_true(model, loss_models, x, y, onehot):
     top loss model's predicted per-example loss and the true one. Works on deep copies in training mode
     (as during training), so the real networks and their BatchNorm statistics are untouched."""
     model, loss_models = copy.deepcopy(model), copy.deepcopy(loss_models)
-    hs, h = [], x
-    for block in list(model)[:-1]:
-        h = block(h)
-        hs.append(h)
-    losses = F.cross_entropy(model[-1](h), y, reduction="none")
+    hs, logits = hidden_outputs(model, x)
+    losses = F.cross_entropy(logits, y, reduction="none")
     true = torch.autograd.grad(losses.mean(), hs)
     predicted, values = [], []
     for m, h in zip(loss_models, hs):

@@ -5,6 +5,7 @@ batch by indexing with a random permutation: no DataLoader, no per-batch copies.
 [0, 1] as in the paper (Jaderberg et al. 2016, appendix).
 
 Data is read from (or downloaded into) the project's `data/` folder, or from $SG_DATA if set.
+Used by notebooks 00-09.
 """
 import os
 import pathlib

@@ -9,13 +9,18 @@ nothing flows further down. The synthesizers learn afterwards, by regression ont
 
 The bootstrap costs nothing extra: block i+1's input is a detached leaf that requires grad, so its
 `h.backward(synthetic gradient)` leaves exactly that target in `input.grad`.
-"""
-import copy
 
+The interface's arithmetic (what a block receives, what a synthesizer regresses onto) is
+`synthesizers.to_block` / `target_from` / `regression_loss`; the critic (critics.py), the full unlock
+(unlock.py) and the pipeline's decoupled stage (pipeline.py) use the same three, each arranging the step
+its own way (here one backward call for every block; there one block at a time, or targets that arrive
+later from another process). Notebooks 02 and 03 build this step in the open; 04-09 use it.
+"""
 import torch
 import torch.nn.functional as F
 
-from .synthesizers import synthesizer_for
+from .probe import gradient_metrics, synthetic_and_true_gradients
+from .synthesizers import regression_loss, synthesizer_for, target_from, to_block
 
 
 class DNI:
@@ -48,7 +53,8 @@ class DNI:
         self.synthesizer_optimizers = [optimizer(s.parameters(), lr=synthesizer_lr or lr)
                                        if any(True for _ in s.parameters()) else None for s in self.synthesizers]
         self.optimizers = self.block_optimizers + [o for o in self.synthesizer_optimizers if o is not None]
-        self.synthesizer_losses = [torch.zeros(()) for _ in self.synthesizers]
+        device = next(model.parameters()).device
+        self.synthesizer_losses = [torch.zeros((), device=device) for _ in self.synthesizers]
         self.probe = None
         self.snapshots = []
 
@@ -80,15 +86,16 @@ class DNI:
         loss = F.cross_entropy(logits, y)
         for optimizer in self.block_optimizers:
             optimizer.zero_grad(set_to_none=True)
-        synthetic = [p.detach() * (self.scale / batch) for p in predictions]
+        synthetic = [to_block(p, batch, self.scale) for p in predictions]
         torch.autograd.backward(outputs + [loss], synthetic + [None])
         for optimizer in self.block_optimizers:
             optimizer.step()
         # Targets: block i+1's input gradient (bootstrapped) below, the true gradient at the top.
-        targets = [inputs[i + 1].grad * (batch / self.scale) for i in range(len(hidden) - 1)] + [top.grad * batch]
+        targets = [target_from(inputs[i + 1].grad, batch, self.scale) for i in range(len(hidden) - 1)] + \
+            [target_from(top.grad, batch)]
         trained = [i for i, optimizer in enumerate(self.synthesizer_optimizers) if optimizer is not None]
         if trained:
-            losses = [F.mse_loss(predictions[i], targets[i].detach()) for i in trained]
+            losses = [regression_loss(predictions[i], targets[i]) for i in trained]
             for i in trained:
                 self.synthesizer_optimizers[i].zero_grad(set_to_none=True)
             torch.stack(losses).sum().backward()   # disjoint synthesizers: each gets its own loss's gradient
@@ -107,33 +114,16 @@ class DNI:
         """
         if self.probe is not None:
             x, y = self.probe
-        synthetic, true = synthetic_and_true_gradients(self.model, self.synthesizers, x, y, self.context(y))
-        metrics, snapshot = {}, []
-        for i, (g_hat, g) in enumerate(zip(synthetic, true)):
-            metrics[f"cos_batch/{i}"] = F.cosine_similarity(g_hat.flatten(), g.flatten(), dim=0).item()
-            metrics[f"cos_example/{i}"] = F.cosine_similarity(g_hat.flatten(1), g.flatten(1), dim=1).mean().item()
-            metrics[f"rel_error/{i}"] = ((g_hat - g).norm() / g.norm().clamp_min(1e-12)).item()
-            metrics[f"synthesizer_loss/{i}"] = self.synthesizer_losses[i].item()
-            snapshot.append((g_hat.cpu(), g.cpu()))
-        self.snapshots.append(snapshot)
-        return metrics
+        return measure_synthetic(self, x, y)
 
 
-def synthetic_and_true_gradients(model, synthesizers, x, y, context=None):
-    """Per-example gradients at every hidden block's output: what the synthesizers predict, and the truth.
-
-    Both are batch size x dL/dh for the batch-mean cross-entropy. Works on deep copies in training mode
-    (BatchNorm uses batch statistics, as during training), so the real networks' parameters, gradients
-    and BatchNorm running statistics are untouched.
-    """
-    model, synthesizers = copy.deepcopy(model), copy.deepcopy(synthesizers)
-    hs, h = [], x
-    for block in list(model)[:-1]:
-        h = block(h)
-        hs.append(h)
-    loss = F.cross_entropy(model[-1](h), y)
-    true = torch.autograd.grad(loss, hs)
-    with torch.no_grad():
-        synthetic = [s(h.detach(), context) for s, h in zip(synthesizers, hs)]
-    batch = x.shape[0]
-    return synthetic, [g.detach() * batch for g in true]
+def measure_synthetic(learner, x, y):
+    """`probe.gradient_metrics` of the learner's synthesizers against the true gradients (on copies), plus
+    each synthesizer's last training loss; appends the gradients to `learner.snapshots` for the gradient
+    explorer. Shared by `DNI` and `unlock.FullUnlock`."""
+    synthetic, true = synthetic_and_true_gradients(learner.model, learner.synthesizers, x, y, learner.context(y))
+    metrics = gradient_metrics(synthetic, true)
+    for i, loss in enumerate(learner.synthesizer_losses):
+        metrics[f"synthesizer_loss/{i}"] = loss.item()
+    learner.snapshots.append([(g_hat.cpu(), g.cpu()) for g_hat, g in zip(synthetic, true)])
+    return metrics

@@ -11,8 +11,8 @@ synthetic gradients whose synthesizers are *fixed random* maps of the output err
 - DFA (Nøkland 2016): each hidden block i receives e B_i directly, through one fixed random matrix per
   block; the blocks' graphs are cut exactly as in `dni`, so nothing is backpropagated between blocks.
 
-Both learners have the `training.train` interface and a `measure()` that records the whole-batch cosine
-between what each hidden block receives and its true gradient (`cos_batch/{i}`), like `dni.DNI`.
+Both learners follow the learner protocol (helpers/learners.py) and measure what each hidden block receives
+against its true gradient with the same probe as every other learner (helpers/probe.py). Notebook 05.
 Scale: as in `dni`, signals are per-example (batch size x dL/dh) and divided by the batch size.
 """
 import copy
@@ -20,6 +20,8 @@ import copy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .probe import gradient_metrics, true_gradients
 
 
 class FeedbackLinear(torch.autograd.Function):
@@ -143,25 +145,9 @@ class DFA:
         return _measure(self, x, y)
 
 
-def true_gradients(model, x, y):
-    """Per-example true gradients (batch size x dL/dh) at every hidden block's output, on a copy in
-    training mode."""
-    model = copy.deepcopy(model)
-    hs, h = [], x
-    for block in list(model)[:-1]:
-        h = block(h)
-        hs.append(h)
-    return [g.detach() * x.shape[0] for g in torch.autograd.grad(F.cross_entropy(model[-1](h), y), hs)]
-
-
 def _measure(learner, x, y):
-    """Whole-batch and mean per-example cosine between what each hidden block receives and the truth."""
+    """What each hidden block receives against the truth (`probe.gradient_metrics`), on copies."""
     if learner.probe is not None:
         x, y = learner.probe
     received = learner.received_gradients(copy.deepcopy(learner.model), x, y)
-    true = true_gradients(learner.model, x, y)
-    metrics = {}
-    for i, (g_hat, g) in enumerate(zip(received, true)):
-        metrics[f"cos_batch/{i}"] = F.cosine_similarity(g_hat.flatten(), g.flatten(), dim=0).item()
-        metrics[f"cos_example/{i}"] = F.cosine_similarity(g_hat, g, dim=1).mean().item()
-    return metrics
+    return gradient_metrics(received, true_gradients(learner.model, x, y))

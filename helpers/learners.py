@@ -20,8 +20,9 @@ from .critics import Critic, SyntheticLoss
 from .dni import DNI
 from .feedback import DFA, FA
 from .training import Backprop, NoBackprop
+from .training import learner_parameters as parameters  # noqa: F401  (every parameter a learner trains)
 from .unlock import FullUnlock
-from .asynchronous import MultiRate, StochasticBackprop, StochasticDNI
+from .update_rates import MultiRate, StochasticBackprop, StochasticDNI
 
 
 @runtime_checkable
@@ -71,15 +72,3 @@ def make(method, model, lr, **options):
         raise TypeError(f"{type(learner).__name__} does not follow the learner protocol (model, optimizers, "
                         "method, step).")
     return learner
-
-
-def parameters(learner):
-    """Every parameter the learner trains (model, synthesizers, loss models, heads), once each."""
-    seen, out = set(), []
-    for optimizer in learner.optimizers:
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    out.append(p)
-    return out

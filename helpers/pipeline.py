@@ -1,4 +1,4 @@
-"""One process per stage over torch.distributed: a locked pipeline and a decoupled one (issue 9).
+"""One process per stage over torch.distributed: a locked pipeline and a decoupled one (notebook 09).
 
 The MNIST FCN is cut into `stages` consecutive groups of blocks, each in its own process (gloo on the
 CPU). Stage k receives its input from stage k-1 and sends its output to stage k+1. All stages draw the
@@ -20,6 +20,10 @@ starts the processes with torch.multiprocessing, reports the first failure in th
 `timeout` seconds, and kills every child on the way out, even after an exception. Rendezvous goes
 through a file (a TCPStore listens on every interface, even when given 127.0.0.1); gloo's own
 connections are on the loopback interface, on ports the operating system picks free.
+
+Parts: `Link` (messages with timeouts, and the timeline of each process), `LockedStage` and
+`DecoupledStage` (what one step is), `launch` (the processes). Figures: `plots.plot_timeline`;
+throughput: `timing.pipeline_throughput`.
 """
 import collections
 import contextlib
@@ -41,11 +45,14 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import PIPELINE_LR, PIPELINE_STEPS
 from .data import random_batches
 from .models import fcn
-from .synthesizers import GradientSynthesizer
+from .synthesizers import GradientSynthesizer, regression_loss, target_from, to_block
+from .training import evaluate
 
 FORWARD, BACKWARD = 1, 2   # message tags: activations up, gradients down
+START_METHOD = "spawn"     # never fork: see `launch`
 STOP = -1
 MODES = ("locked", "decoupled")
 BLOCKS_PER_STAGE = 3   # the more work per stage, the smaller the share of messages and synthesizers
@@ -67,9 +74,9 @@ class PipelineConfig:
     hidden: int = 256
     layers: int = None
     batch_size: int = 256
-    steps: int = 100
+    steps: int = PIPELINE_STEPS
     seconds: float = None
-    lr: float = 1e-4
+    lr: float = PIPELINE_LR
     seed: int = 0
     conditioned: bool = True
     max_lag: int = 4
@@ -101,27 +108,15 @@ def build_model(config):
     return fcn(config.layers, hidden=config.hidden)
 
 
-class Stage:
-    """One process's share of the network: its blocks, optimizer, synthesizer (decoupled, all but the
-    last stage) and the record of what it did when (`events`: (kind, start, end), monotonic seconds)."""
+class Link:
+    """This process's messages to its neighbours, every wait bounded by `timeout` seconds (a dead or
+    stalled neighbour becomes a `PipelineError`), and the record of what the process did when: `events`,
+    a list of (kind, start, end) in monotonic seconds, kind one of EVENT_KINDS."""
 
-    def __init__(self, rank, config, data):
-        self.rank, self.config, self.data = rank, config, data
-        self.first, self.last = rank == 0, rank == config.stages - 1
-        model = build_model(config)
-        self.block = nn.Sequential(*[model[i] for i in split(config.layers, config.stages)[rank]])
-        self.optimizer = torch.optim.Adam(self.block.parameters(), lr=config.lr)
-        self.synthesizer = None
-        if config.mode == "decoupled" and not self.last:
-            context = data.num_classes if config.conditioned else 0
-            self.synthesizer = GradientSynthesizer(config.hidden, 0, context_features=context)
-            self.synthesizer_optimizer = torch.optim.Adam(self.synthesizer.parameters(), lr=config.lr)
-        generator = torch.Generator().manual_seed(config.seed)
-        self.batches = random_batches(len(data.x_train), config.batch_size, "cpu", generator)
-        self.shape = (config.batch_size, config.hidden)
-        self.events, self.step_ends, self.losses, self.correct, self.staleness = [], [], [], [], []
+    def __init__(self, rank, timeout, in_flight):
+        self.rank, self.timeout, self.in_flight = rank, timeout, in_flight
+        self.events = []
         self.sending = collections.deque()   # (work, tensor): a tensor must live until its send is done
-        self.waiting = collections.deque()   # decoupled: (work, gradient buffer, h, y, step) not yet used
 
     @contextlib.contextmanager
     def record(self, kind):
@@ -133,9 +128,9 @@ class Stage:
         """Wait for a message at most `timeout` seconds; a dead or stalled neighbour becomes a clear error."""
         try:
             with self.record("wait"):
-                work.wait(datetime.timedelta(seconds=self.config.timeout))
+                work.wait(datetime.timedelta(seconds=self.timeout))
         except RuntimeError as error:
-            raise PipelineError(f"stage {self.rank}: no {what} within {self.config.timeout:g} s: that stage "
+            raise PipelineError(f"stage {self.rank}: no {what} within {self.timeout:g} s: that stage "
                                 f"died or stalled ({str(error).splitlines()[0][:160]})") from None
 
     def receive(self, shape, dtype, src, tag, what):
@@ -143,15 +138,43 @@ class Stage:
         self.wait(dist.irecv(buffer, src=src, tag=tag), what)
         return buffer
 
+    def post_receive(self, shape, dtype, src, tag):
+        """Start a receive without waiting; returns (work, buffer) for `wait` later."""
+        buffer = torch.empty(shape, dtype=dtype)
+        return dist.irecv(buffer, src=src, tag=tag), buffer
+
     def send(self, tensor, dst, tag):
-        """Send without waiting; keep at most a few sends in flight (each waited for with the timeout)."""
+        """Send without waiting; keep at most `in_flight` sends under way (each waited for with the timeout)."""
         tensor = tensor.detach().contiguous()
         self.sending.append((dist.isend(tensor, dst=dst, tag=tag), tensor))
-        while len(self.sending) > 4 * self.config.max_lag:
+        while len(self.sending) > self.in_flight:
             self.wait(self.sending.popleft()[0], "delivery to a neighbour")
 
-    def context(self, y):
-        return F.one_hot(y, self.data.num_classes).float() if self.config.conditioned else None
+    def flush(self):
+        while self.sending:
+            self.wait(self.sending.popleft()[0], "delivery to a neighbour")
+
+
+class Stage:
+    """One process's share of the network: its blocks, their optimizer, the batch order and the loop.
+    `LockedStage` and `DecoupledStage` say what one step is; `make_stage` picks by `config.mode`."""
+
+    def __init__(self, rank, config, data):
+        self.rank, self.config, self.data = rank, config, data
+        self.first, self.last = rank == 0, rank == config.stages - 1
+        model = build_model(config)
+        self.block = nn.Sequential(*[model[i] for i in split(config.layers, config.stages)[rank]])
+        self.optimizer = torch.optim.Adam(self.block.parameters(), lr=config.lr)
+        generator = torch.Generator().manual_seed(config.seed)
+        self.batches = random_batches(len(data.x_train), config.batch_size, "cpu", generator)
+        self.shape = (config.batch_size, config.hidden)
+        self.dtype = next(model.parameters()).dtype
+        self.link = Link(rank, config.timeout, 4 * config.max_lag)
+        self.step_ends, self.losses, self.correct, self.staleness = [], [], [], []
+
+    @property
+    def events(self):
+        return self.link.events
 
     def run(self):
         """The stage's loop; returns what it measured (plus its parameters if `keep_state`)."""
@@ -164,26 +187,29 @@ class Stage:
                 control = torch.tensor([STOP if done else step])
                 x = self.data.x_train[index]
             else:
-                control = self.receive((1,), torch.long, self.rank - 1, FORWARD, f"activations from stage {self.rank - 1}")
+                control = self.link.receive((1,), torch.long, self.rank - 1, FORWARD,
+                                            f"activations from stage {self.rank - 1}")
                 done = int(control) == STOP
                 if not done:
-                    x = self.receive(self.shape, torch.float, self.rank - 1, FORWARD,
-                                     f"activations from stage {self.rank - 1}").requires_grad_()
+                    x = self.link.receive(self.shape, self.dtype, self.rank - 1, FORWARD,
+                                          f"activations from stage {self.rank - 1}").requires_grad_()
             if not self.last:
-                self.send(control, self.rank + 1, FORWARD)
+                self.link.send(control, self.rank + 1, FORWARD)
             if done:
                 break
             self.inject_fault(step)
-            if config.mode == "locked":
-                self.locked_step(x, y)
-            else:
-                self.decoupled_step(x, y, step)
+            self.step(x, y, step)
             self.step_ends.append(time.monotonic())
             step += 1
-        self.learn(step, until_empty=True)
-        while self.sending:
-            self.wait(self.sending.popleft()[0], "delivery to a neighbour")
+        self.finish(step)
+        self.link.flush()
         return self.report(step)
+
+    def step(self, x, y, step):
+        raise NotImplementedError
+
+    def finish(self, steps):
+        """Whatever a stage must still do once its last step (`steps` in all) is done."""
 
     def inject_fault(self, step):
         fault = self.config.fault
@@ -193,68 +219,12 @@ class Stage:
             time.sleep(10 * self.config.timeout)
 
     def top(self, h, y):
-        loss = F.cross_entropy(h, y)
-        loss.backward()
+        """The last stage: the true loss, backward into its blocks."""
+        with self.link.record("backward"):
+            loss = F.cross_entropy(h, y)
+            loss.backward()
         self.losses.append(loss.item())
         self.correct.append((h.detach().argmax(1) == y).float().mean().item())
-
-    def locked_step(self, x, y):
-        """Forward, then wait for the true gradient of the output, backward, update: backprop's step."""
-        with self.record("forward"):
-            h = self.block(x)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.last:
-            with self.record("backward"):
-                self.top(h, y)
-        else:
-            self.send(h, self.rank + 1, FORWARD)
-            gradient = self.receive(self.shape, torch.float, self.rank + 1, BACKWARD, f"gradient from stage {self.rank + 1}")
-            with self.record("backward"):
-                h.backward(gradient)
-        if not self.first:
-            self.send(x.grad, self.rank - 1, BACKWARD)
-        with self.record("backward"):
-            self.optimizer.step()
-
-    def decoupled_step(self, x, y, step):
-        """Forward, send up, update from the synthetic gradient, send the input gradient down, then train
-        the synthesizer on whichever true gradients have arrived. Gradients are per example (batch x
-        dL/dh), as in `dni.DNI`. The activations and labels wait with the receive for their target, and
-        the synthesizer is trained on them with its weights as they are when the target arrives."""
-        batch = x.shape[0]
-        with self.record("forward"):
-            h = self.block(x)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.last:
-            with self.record("backward"):
-                self.top(h, y)
-        else:
-            self.send(h, self.rank + 1, FORWARD)
-            with self.record("backward"):
-                with torch.no_grad():
-                    prediction = self.synthesizer(h.detach(), self.context(y))
-                h.backward(prediction / batch)
-        if not self.first:
-            self.send(x.grad * batch, self.rank - 1, BACKWARD)
-        with self.record("backward"):
-            self.optimizer.step()
-        if not self.last:
-            buffer = torch.empty(self.shape)
-            self.waiting.append((dist.irecv(buffer, src=self.rank + 1, tag=BACKWARD), buffer, h.detach(), y, step))
-            self.learn(step + 1)
-
-    def learn(self, now, until_empty=False):
-        """Train the synthesizer on every gradient that has arrived, oldest first; wait (with the timeout)
-        only when `max_lag` are outstanding, or at the end of the run."""
-        while self.waiting and (until_empty or len(self.waiting) > self.config.max_lag or self.waiting[0][0].is_completed()):
-            work, target, h, y, step = self.waiting.popleft()
-            self.wait(work, f"gradient from stage {self.rank + 1}")
-            with self.record("synthesizer"):
-                loss = F.mse_loss(self.synthesizer(h, self.context(y)), target)
-                self.synthesizer_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.synthesizer_optimizer.step()
-            self.staleness.append(now - step)
 
     def report(self, steps):
         state = None
@@ -265,18 +235,123 @@ class Stage:
                 "listening": listening_addresses(), "state": state}
 
 
+class LockedStage(Stage):
+    """Forward, then wait for the true gradient of the output, backward, update: backprop's step."""
+
+    def step(self, x, y, step):
+        with self.link.record("forward"):
+            h = self.block(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.last:
+            self.top(h, y)
+        else:
+            self.link.send(h, self.rank + 1, FORWARD)
+            gradient = self.link.receive(self.shape, self.dtype, self.rank + 1, BACKWARD,
+                                         f"gradient from stage {self.rank + 1}")
+            with self.link.record("backward"):
+                h.backward(gradient)
+        if not self.first:
+            self.link.send(x.grad, self.rank - 1, BACKWARD)
+        with self.link.record("backward"):
+            self.optimizer.step()
+
+
+class DecoupledStage(Stage):
+    """Forward, send up, update from the synthetic gradient, send the input gradient down, then train the
+    synthesizer on whichever true gradients have arrived (every stage but the last has one).
+
+    The arithmetic is `dni.DNI`'s (`synthesizers.to_block` / `target_from` / `regression_loss`); what
+    differs is time: the target for step t's prediction arrives from the stage above some steps later, so
+    the activations and labels wait with that receive, and the synthesizer is trained on them with its
+    weights as they are when the target arrives."""
+
+    def __init__(self, rank, config, data):
+        super().__init__(rank, config, data)
+        self.synthesizer = None
+        if not self.last:
+            context = data.num_classes if config.conditioned else 0
+            self.synthesizer = GradientSynthesizer(config.hidden, 0, context_features=context)
+            self.synthesizer_optimizer = torch.optim.Adam(self.synthesizer.parameters(), lr=config.lr)
+        self.waiting = collections.deque()   # (work, gradient buffer, h, y, step) not yet used
+
+    def context(self, y):
+        return F.one_hot(y, self.data.num_classes).float() if self.config.conditioned else None
+
+    def step(self, x, y, step):
+        batch = x.shape[0]
+        with self.link.record("forward"):
+            h = self.block(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.last:
+            self.top(h, y)
+        else:
+            self.link.send(h, self.rank + 1, FORWARD)
+            with self.link.record("backward"):
+                with torch.no_grad():
+                    prediction = self.synthesizer(h.detach(), self.context(y))
+                h.backward(to_block(prediction, batch))
+        if not self.first:
+            self.link.send(target_from(x.grad, batch), self.rank - 1, BACKWARD)
+        with self.link.record("backward"):
+            self.optimizer.step()
+        if not self.last:
+            work, buffer = self.link.post_receive(self.shape, self.dtype, self.rank + 1, BACKWARD)
+            self.waiting.append((work, buffer, h.detach(), y, step))
+            self.learn(step + 1)
+
+    def learn(self, now, until_empty=False):
+        """Train the synthesizer on every gradient that has arrived, oldest first; wait (with the timeout)
+        only when `max_lag` are outstanding, or at the end of the run."""
+        while self.waiting and (until_empty or len(self.waiting) > self.config.max_lag or self.waiting[0][0].is_completed()):
+            work, target, h, y, step = self.waiting.popleft()
+            self.link.wait(work, f"gradient from stage {self.rank + 1}")
+            with self.link.record("synthesizer"):
+                loss = regression_loss(self.synthesizer(h, self.context(y)), target)
+                self.synthesizer_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.synthesizer_optimizer.step()
+            self.staleness.append(now - step)
+
+    def finish(self, steps):
+        self.learn(steps, until_empty=True)
+
+
+def make_stage(rank, config, data):
+    """The stage `rank` of the pipeline `config` describes (locked or decoupled)."""
+    return (LockedStage if config.mode == "locked" else DecoupledStage)(rank, config, data)
+
+
 def listening_addresses():
-    """IP addresses this process listens on (needs psutil; empty without it)."""
+    """IP addresses this process listens on (empty without psutil). psutil 6 renamed `connections` to
+    `net_connections`; both are tried, so Colab's psutil 5.9 works as well as a current one."""
     try:
         import psutil
     except ImportError:
         return []
-    return sorted({c.laddr.ip for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN})
+    process = psutil.Process()
+    connections = getattr(process, "net_connections", None) or process.connections
+    return sorted({c.laddr.ip for c in connections("tcp") if c.status == psutil.CONN_LISTEN})
+
+
+def leftover_processes():
+    """This process's children that still run, apart from multiprocessing's resource tracker (one per
+    interpreter, started with the first spawned process; it exits with the interpreter). After `launch`
+    returns or raises, this must be empty: no stage outlives its run."""
+    import psutil
+    return [child for child in psutil.Process().children(recursive=True)
+            if "multiprocessing.resource_tracker" not in " ".join(_command_line(child))]
+
+
+def _command_line(process):
+    try:
+        return process.cmdline()
+    except Exception:   # it ended meanwhile, or we may not read it
+        return []
 
 
 def run_stage(rank, config, data):
     """Run stage `rank` in an initialised process group; rank 0 returns every stage's report, others None."""
-    report = Stage(rank, config, data).run()
+    report = make_stage(rank, config, data).run()
     reports = [None] * config.stages if rank == 0 else None
     dist.gather_object(report, reports, dst=0)
     return reports
@@ -302,13 +377,17 @@ def _child(rank, config, data, store_path, messages):
 
 
 def launch(config, data):
-    """Run the pipeline with one process per stage (fork) and return every stage's report.
+    """Run the pipeline with one process per stage and return every stage's report.
+
+    The processes are started with `spawn` (a fresh interpreter each), never `fork`: a process forked
+    after the notebook has used CUDA cannot use CUDA itself, and fork does not exist on Windows and is
+    unsafe on macOS. Each child imports helpers anew; `data` is shared with it, not copied.
 
     Raises PipelineError naming the failed stage when a stage raises, dies or stalls: its neighbours
     time out after `config.timeout` s, and the parent gives up after the run's own length plus a margin.
     Every child is killed on the way out, whatever happened.
     """
-    context = mp.get_context("fork")
+    context = mp.get_context(START_METHOD)
     messages = context.Queue()
     processes = []
     limit = (config.seconds or 0) + 4 * config.timeout + 60
@@ -375,26 +454,8 @@ def throughput(config, reports, warmup=5):
     return (len(ends) - 1 - warmup) * config.batch_size / (ends[-1] - ends[warmup])
 
 
-def steps_for(width, stages):
-    """Enough steps for about two seconds of locked work at this width on a 2-core CPU (at least 12)."""
-    return max(12, int(120 * (256 / width) ** 1.5 * 2 / stages))
-
-
-def compare(stages, width, data, blocks=BLOCKS_PER_STAGE, repeats=3, steps=None):
-    """Median samples/s of the locked and the decoupled pipeline over `repeats` short runs, and their ratio."""
-    row = {"stages": stages, "width": width, "layers": blocks * stages + 1}
-    for mode in MODES:
-        config = PipelineConfig(stages=stages, mode=mode, hidden=width, layers=blocks * stages + 1,
-                                steps=steps or steps_for(width, stages), keep_state=False, timeout=60)
-        row[mode] = statistics.median(throughput(config, launch(config, data)) for _ in range(repeats))
-    row["ratio"] = row["decoupled"] / row["locked"]
-    return row
-
-
 def summary(config, reports, data=None):
     """Throughput, steps, mean staleness of the synthesizers' targets and (with data) test accuracy."""
-    from .training import evaluate
-
     staleness = [s for r in reports for s in r["staleness"]]
     row = {"mode": config.mode, "stages": config.stages, "hidden": config.hidden, "steps": reports[-1]["steps"],
            "samples_per_s": throughput(config, reports),
@@ -403,37 +464,3 @@ def summary(config, reports, data=None):
     if data is not None and config.keep_state:
         row["test_accuracy"] = evaluate(assemble(config, reports), data.x_test, data.y_test)
     return row
-
-
-EVENT_COLORS = {"forward": "#1f77b4", "backward": "#ff7f0e", "synthesizer": "#2ca02c", "wait": "#d9d9d9"}
-
-
-def plot_timeline(reports, start=None, length=None, ax=None, title=None):
-    """What each stage did when: one row per process, coloured by kind of work (grey = waiting).
-
-    `start` and `length` (seconds after the first event) pick a window; the default shows the first
-    20% of the run after its first 10%. Returns the Figure.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 0.8 + 0.6 * len(reports)))
-    origin = min(e[1] for r in reports for e in r["events"])
-    end = max(e[2] for r in reports for e in r["events"]) - origin
-    start = 0.1 * end if start is None else start
-    length = 0.2 * end if length is None else length
-    for report in reports:
-        for kind, a, b in report["events"]:
-            a, b = a - origin, b - origin
-            if b >= start and a <= start + length:
-                ax.broken_barh([(a, b - a)], (report["rank"] - 0.38, 0.76), color=EVENT_COLORS[kind])
-    ax.set_xlim(start, start + length)
-    ax.set_yticks(range(len(reports)), [f"stage {r['rank']}" for r in reports])
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds since the run started")
-    ax.set_title(title or "timeline")
-    ax.legend(handles=[Patch(color=c, label=k) for k, c in EVENT_COLORS.items()], fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return ax.figure
-

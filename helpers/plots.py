@@ -1,8 +1,12 @@
-"""Figures used across the series. Pure functions: they take data and return a matplotlib Figure.
+"""Every figure of the series. Pure functions: they take data and return a matplotlib Figure.
 
 Each method keeps one colour in every notebook (`METHOD_COLORS`), so a reader can compare figures at a
-glance; every figure says which run size produced it.
+glance; every figure says which run size produced it. Learning curves and the locking timeline (00-07,
+09), gradient comparisons (02-07, through widgets.GradientExplorer), the recurrent figures (08) and the
+pipeline's timeline (09).
 """
+import math
+
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Patch
@@ -24,6 +28,10 @@ LAYER_STYLES = {3: "-", 4: "--", 5: "-.", 6: ":"}
 
 def method_color(method):
     return METHOD_COLORS.get(method, "#17becf")
+
+
+def _suffix(size):
+    return f"  [run size: {size}]" if size else ""
 
 
 def plot_learning_curves(histories, metric="test_accuracy", size=None, ax=None, title=None):
@@ -180,3 +188,129 @@ def plot_conv_gradient_comparison(synthetic, true, layer, iteration, history=Non
         ax.set_yticks([])
     fig.colorbar(image, ax=axes[2], fraction=0.046)
     return _finish_comparison(fig, axes, iteration, history, size)
+
+
+# ---- Notebook 08: recurrent DNI (a history per run, from rnn.train_copy / rnn.train_text) ----
+
+RECURRENT_LABELS = {"tbptt": "truncated BPTT", "dni": "DNI", "dni_aux": "DNI + Aux"}
+
+
+def recurrent_color(method):
+    """Truncated BPTT takes backprop's colour (it is backprop, cut into windows); DNI keeps its own."""
+    return method_color("backprop" if method == "tbptt" else method)
+
+
+def plot_curriculum(histories, size=None, x="characters"):
+    """One panel per truncation T: the curriculum level (copy length being trained) over training, one
+    curve per method. x: "characters" (time steps read: window steps x T) or "windows"."""
+    windows = sorted({h.meta["window"] for h in histories})
+    fig, axes = plt.subplots(1, len(windows), figsize=(3.2 * len(windows), 3.4), sharey=True, squeeze=False)
+    for ax, window in zip(axes[0], windows):
+        for h in (h for h in histories if h.meta["window"] == window):
+            scale = window if x == "characters" else 1
+            steps = [0] + [s * scale for s in h.iteration]
+            ax.step(steps, [1] + h.extra["level"], where="post", color=recurrent_color(h.method),
+                    label=RECURRENT_LABELS[h.method])
+        ax.set_title(f"T = {window}")
+        ax.set_xlabel(f"{x} read")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("curriculum level (copy length N)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{histories[0].meta['task'].replace('_', '-')} task: curriculum level over training" + _suffix(size))
+    fig.tight_layout()
+    return fig
+
+
+def plot_solved(histories, size=None):
+    """Grouped bars: the longest copy length solved for each T and method."""
+    windows = sorted({h.meta["window"] for h in histories})
+    methods = [m for m in RECURRENT_LABELS if any(h.method == m for h in histories)]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        solved = {h.meta["window"]: h.meta["solved"] for h in histories if h.method == method}
+        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(windows))]
+        ax.bar(xs, [solved.get(w, 0) for w in windows], width, color=recurrent_color(method), label=RECURRENT_LABELS[method])
+    ax.set_xticks(range(len(windows)), [f"T = {w}" for w in windows])
+    ax.set_ylabel("longest copy length solved")
+    ax.set_title("Copy task: longest length solved within the budget" + _suffix(size))
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_reach(norms, window, cosines, size=None):
+    """Left: how strongly the loss k steps ahead depends on the state (true gradient norms, mean over
+    anchors), with the part truncated BPTT can see (k < T) shaded. Right: cosine of the synthetic
+    gradient with the true gradient of all later loss at window boundaries, per method and T."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+    lags = range(1, len(norms) + 1)
+    left.semilogy(lags, [n if n > 0 else math.nan for n in norms], "o-", color="#444444", ms=3,
+                  label="true |d loss(t+k) / d s(t)|")
+    left.axvspan(0.5, window - 0.5, color=recurrent_color("tbptt"), alpha=0.12, label=f"within a window of T = {window}")
+    left.set_xlabel("k (steps between the state and the loss)")
+    left.set_ylabel("per-example gradient norm")
+    left.set_title("How far back the true gradient reaches" + _suffix(size))
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    windows = sorted({w for _, w in cosines})
+    methods = [m for m in RECURRENT_LABELS if any(m == k for k, _ in cosines)]
+    width = 0.8 / max(len(methods), 1)
+    for i, method in enumerate(methods):
+        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(windows))]
+        right.bar(xs, [cosines.get((method, w), math.nan) for w in windows], width, color=recurrent_color(method),
+                  label=RECURRENT_LABELS[method])
+    right.axhline(0, color="black", lw=0.8)
+    right.set_xticks(range(len(windows)), [f"T = {w}" for w in windows])
+    right.set_ylabel("cosine (whole batch)")
+    right.set_title("Synthetic vs true future gradient at the boundary")
+    right.grid(alpha=0.3, axis="y")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_text(histories, size=None):
+    """Training bits per character over the characters read, one curve per method (held-out in the legend)."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for h in histories:
+        ax.plot([s * h.meta["window"] for s in h.iteration], h.train_loss, color=recurrent_color(h.method),
+                label=f"{RECURRENT_LABELS[h.method]} (held-out {h.meta['test_bpc']:.2f} bpc)")
+    ax.set_xlabel("characters read")
+    ax.set_ylabel("training bits per character")
+    ax.set_title(f"Character model, T = {histories[0].meta['window']}" + _suffix(size))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ---- Notebook 09: what each pipeline stage did when (reports from pipeline.launch) ----
+
+EVENT_COLORS = {"forward": "#1f77b4", "backward": "#ff7f0e", "synthesizer": "#2ca02c", "wait": "#d9d9d9"}
+
+
+def plot_timeline(reports, start=None, length=None, ax=None, title=None):
+    """What each stage did when: one row per process, coloured by kind of work (grey = waiting).
+
+    `start` and `length` (seconds after the first event) pick a window; the default shows the first
+    20% of the run after its first 10%. Returns the Figure.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 0.8 + 0.6 * len(reports)))
+    origin = min(e[1] for r in reports for e in r["events"])
+    end = max(e[2] for r in reports for e in r["events"]) - origin
+    start = 0.1 * end if start is None else start
+    length = 0.2 * end if length is None else length
+    for report in reports:
+        for kind, a, b in report["events"]:
+            a, b = a - origin, b - origin
+            if b >= start and a <= start + length:
+                ax.broken_barh([(a, b - a)], (report["rank"] - 0.38, 0.76), color=EVENT_COLORS[kind])
+    ax.set_xlim(start, start + length)
+    ax.set_yticks(range(len(reports)), [f"stage {r['rank']}" for r in reports])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the run started")
+    ax.set_title(title or "timeline")
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in EVENT_COLORS.items()], fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax.figure

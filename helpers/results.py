@@ -4,6 +4,7 @@
 {"notebook", "size", "device", "torch", "seconds", "runs": [{"method", "layers", "iterations",
 "test_accuracy", "history", ...}]}. Smoke runs (CI) write under `results/smoke/` so that they never
 replace a real run; a file from a different run size is kept beside the new one, never overwritten.
+Every notebook that trains (01-09) writes one; scripts/results_table.py reads them all.
 """
 import json
 import os

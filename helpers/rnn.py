@@ -31,8 +31,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import config
 from .synthesizers import zero_output_mlp
 from .tasks import CopyStream, TextStream
+from .training import DivergenceError, History
 
 LN2 = math.log(2.0)
 METHODS = ("tbptt", "dni", "dni_aux")
@@ -144,7 +146,8 @@ class WindowedTrainer:
             optimizer.zero_grad(set_to_none=True)
         loss, errors, target, start = self.backward(x, y, mask)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{self.method} (T={self.window}) diverged: the window loss is {loss.item()}.")
+            raise DivergenceError(f"{self.method} (T={self.window}) diverged: the window loss is {loss.item()}",
+                                  None, None)
         self.optimizer.step()
         if self.learns_synthesizer:
             synthesizer_loss = F.mse_loss(self.synthesizer(start), target)
@@ -184,42 +187,63 @@ def quiet():
     return os.environ.get("TQDM_DISABLE", "") not in ("", "0")
 
 
-def train_copy(method, window, steps, hidden=128, batch=32, lr=1e-3, repeat=False, max_repeats=3, bits=8,
-               threshold=0.15, log_every=100, seed=0, progress=True, **trainer_options):
-    """Train an LSTM on the copy (or repeat-copy) stream with the curriculum for `steps` windows.
+def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=None, progress=True):
+    """Train `trainer` on `stream` for `steps` windows of `trainer.window` steps: the one loop behind the
+    copy tasks and the character model. Returns a `training.History`:
 
-    Returns (trainer, history): history has "method", "window", "step", "level", "error" (mean bits per
-    scored vector over the last `log_every` windows), "level_at" (window step each level was reached),
-    "solved" (longest length passed), "seconds". A NaN loss raises an error naming the window step.
+    - iteration: the window steps at which it logged; train_loss: the mean error in bits per scored step
+      (per vector for the copy tasks, per character for text) over the windows since the last log;
+    - extra["level"] (with a curriculum): the copy length being trained at each log;
+    - meta: the window, "level_at" (window step each level was reached) and "solved" (longest length
+      passed) with a curriculum; `seconds` the wall time at each log.
+
+    A NaN or infinite loss raises `training.DivergenceError` naming the window step.
     """
-    torch.manual_seed(seed)
-    stream = CopyStream(batch, bits, level=1, repeat=repeat, max_repeats=max_repeats, seed=seed)
-    model = RecurrentModel(stream.inputs, bits, hidden)
-    trainer = WindowedTrainer(model, window, method, lr=lr, loss=bits_loss, **trainer_options)
-    curriculum = Curriculum(threshold, outputs_per_length=(1 + max_repeats) / 2 if repeat else 1.0)
-    history = {"method": method, "window": window, "task": "repeat_copy" if repeat else "copy",
-               "step": [], "level": [], "error": [], "level_at": [0], "seconds": 0.0}
+    history = History(trainer.method, 1)
+    history.meta.update(window=trainer.window)
+    if curriculum is not None:
+        history.meta["level_at"] = [0]
+    device = trainer.model.readout.weight.device        # streams are made on the CPU; the model may not be
     errors_sum, scored, start = 0.0, 0.0, time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc=f"{method} T={window}", leave=False, disable=not progress or quiet())
+    bar = tqdm(range(1, steps + 1), desc=desc or f"{trainer.method} T={trainer.window}", leave=False,
+               disable=not progress or quiet())
     for step in bar:
-        x, y, mask, levels = stream.next_window(window)
+        x, y, mask, *levels = stream.next_window(trainer.window)   # the copy streams also give each step's level
         try:
-            _, errors = trainer.step(x, y, mask)
-        except FloatingPointError as error:
-            raise FloatingPointError(f"{error} at window step {step:,}; try a smaller learning rate.") from None
+            _, errors = trainer.step(x.to(device), y.to(device), mask.to(device))
+            errors = errors.cpu()
+        except DivergenceError as error:
+            raise DivergenceError(f"{error} at window step {step:,}; try a smaller learning rate. The history up to "
+                                  "the previous log is in this error's .history.", step, history) from None
         errors_sum += float((errors * mask).sum())
         scored += float(mask.sum())
-        if curriculum.update(errors, mask, levels):
+        if curriculum is not None and curriculum.update(errors, mask, levels[0]):
             stream.level = curriculum.level
-            history["level_at"].append(step)
+            history.meta["level_at"].append(step)
         if step % log_every == 0 or step == steps:
-            history["step"].append(step)
-            history["level"].append(curriculum.level)
-            history["error"].append(errors_sum / max(scored, 1.0))
+            history.iteration.append(step)
+            history.train_loss.append(errors_sum / max(scored, 1.0))
+            history.seconds.append(time.perf_counter() - start)
+            if curriculum is not None:
+                history.extra.setdefault("level", []).append(curriculum.level)
+                bar.set_postfix(level=curriculum.level)
             errors_sum, scored = 0.0, 0.0
-            bar.set_postfix(level=curriculum.level)
-    history["solved"] = curriculum.solved
-    history["seconds"] = time.perf_counter() - start
+    if curriculum is not None:
+        history.meta["solved"] = curriculum.solved
+    return history
+
+
+def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_LR, repeat=False, max_repeats=3,
+               bits=8, threshold=0.15, log_every=100, seed=0, progress=True, device=None, **trainer_options):
+    """An LSTM on the copy (or repeat-copy) stream with the curriculum, for `steps` windows, on `device`
+    (default: config.device()). Returns (trainer, history); see `train_windows` for the history."""
+    torch.manual_seed(seed)
+    stream = CopyStream(batch, bits, level=1, repeat=repeat, max_repeats=max_repeats, seed=seed)
+    model = RecurrentModel(stream.inputs, bits, hidden).to(device or config.device())
+    trainer = WindowedTrainer(model, window, method, lr=lr, loss=bits_loss, **trainer_options)
+    curriculum = Curriculum(threshold, outputs_per_length=(1 + max_repeats) / 2 if repeat else 1.0)
+    history = train_windows(trainer, stream, steps, log_every, curriculum, progress=progress)
+    history.meta["task"] = "repeat_copy" if repeat else "copy"
     return trainer, history
 
 
@@ -227,9 +251,10 @@ def train_copy(method, window, steps, hidden=128, batch=32, lr=1e-3, repeat=Fals
 def copy_accuracy(model, length, episodes=4, batch=64, bits=8, repeat=False, seed=1):
     """Fraction of output bits right on fresh episodes of length `length`, each from a zero state."""
     stream = CopyStream(batch, bits, level=length, repeat=repeat, seed=seed)
+    device = model.readout.weight.device
     right = total = 0.0
     for _ in range(episodes):
-        x, y, mask = stream.episode()
+        x, y, mask = (t.to(device) for t in stream.episode())
         logits, _, _ = model(x, model.initial_state(batch))
         hits = ((logits > 0).float() == y).float().mean(-1)
         right += float((hits * mask).sum())
@@ -237,31 +262,18 @@ def copy_accuracy(model, length, episodes=4, batch=64, bits=8, repeat=False, see
     return right / total
 
 
-def train_text(method, window, steps, train_codes, test_codes, vocab, hidden=128, batch=32, lr=2e-3,
-               log_every=100, seed=0, progress=True, **trainer_options):
-    """Character-level language model on a text stream, in windows of `window` steps.
-    Returns (trainer, history) with training bits per character every `log_every` windows and the
-    held-out bits per character and accuracy at the end."""
+def train_text(method, window, steps, train_codes, test_codes, vocab, hidden=128, batch=32, lr=config.TEXT_LR,
+               log_every=100, seed=0, progress=True, device=None, **trainer_options):
+    """A character-level language model on a text stream, in windows of `window` steps. Returns
+    (trainer, history): training bits per character at each log (`train_windows`), and in history.meta
+    the held-out bits per character ("test_bpc") and next-character accuracy ("test_accuracy")."""
     torch.manual_seed(seed)
     stream = TextStream(train_codes, vocab, batch)
-    model = RecurrentModel(vocab, vocab, hidden)
+    model = RecurrentModel(vocab, vocab, hidden).to(device or config.device())
     trainer = WindowedTrainer(model, window, method, lr=lr, loss=char_loss, **trainer_options)
-    history = {"method": method, "window": window, "task": "text", "step": [], "train_bpc": []}
-    running, count, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc=f"text {method} T={window}", leave=False, disable=not progress or quiet())
-    for step in bar:
-        x, y, mask = stream.next_window(window)
-        try:
-            _, errors = trainer.step(x, y, mask)
-        except FloatingPointError as error:
-            raise FloatingPointError(f"{error} at window step {step:,}; try a smaller learning rate.") from None
-        running, count = running + float(errors.mean()), count + 1
-        if step % log_every == 0 or step == steps:
-            history["step"].append(step)
-            history["train_bpc"].append(running / count)
-            running, count = 0.0, 0
-    history["seconds"] = time.perf_counter() - start
-    history["test_bpc"], history["test_accuracy"] = text_bpc(model, test_codes, vocab)
+    history = train_windows(trainer, stream, steps, log_every, desc=f"text {method} T={window}", progress=progress)
+    history.meta["task"] = "text"
+    history.meta["test_bpc"], history.meta["test_accuracy"] = text_bpc(model, test_codes, vocab)
     return trainer, history
 
 
@@ -270,9 +282,13 @@ def text_bpc(model, codes, vocab, batch=16, chunk=100):
     """Held-out bits per character and next-character accuracy, reading the text in `batch` rows with
     the state carried from chunk to chunk (the model sees as much context as it can use)."""
     stream = TextStream(codes, vocab, batch)
+    if stream.row_length < chunk:
+        raise ValueError(f"{len(codes):,} held-out characters are too few for {batch} rows of at least {chunk}; "
+                         f"use at least {batch * chunk + 1:,} (or a smaller batch or chunk).")
     state, bits, right, total = model.initial_state(batch), 0.0, 0.0, 0
+    device = model.readout.weight.device
     for _ in range(stream.row_length // chunk):
-        x, y, _ = stream.next_window(chunk)
+        x, y, _ = (t.to(device) for t in stream.next_window(chunk))
         logits, state, _ = model(x, state)
         bits += float(F.cross_entropy(logits.transpose(1, 2), y, reduction="sum")) / LN2
         right += float((logits.argmax(-1) == y).sum())
@@ -285,7 +301,8 @@ def gradient_reach(model, x, y, mask, loss=bits_loss, lags=20, anchors=10):
     d loss(t+k) / d s(t) for k = 1..lags (true gradients, full backprop through time), averaged over
     `anchors` consecutive start positions t and over the scored steps only. Truncated BPTT with window T
     keeps at most the k < T part of this; a synthetic gradient at the boundary stands in for the rest."""
-    batch = x.shape[0]
+    batch, device = x.shape[0], model.readout.weight.device
+    x, y, mask = x.to(device), y.to(device), mask.to(device)
     if x.shape[1] < anchors + lags:
         raise ValueError(f"need at least anchors + lags = {anchors + lags} steps, got {x.shape[1]}.")
     sums, counts = [0.0] * lags, [0] * lags
@@ -313,6 +330,8 @@ def synthetic_gradient_cosine(trainer, x, y, mask, boundaries=10, discount=None)
     exactly what M is trained towards (see the module docstring); discount=1 is all future loss alike.
     Make the stretch several windows longer than `boundaries` windows. Returns the list of cosines."""
     model, window, batch = trainer.model, trainer.window, x.shape[0]
+    device = model.readout.weight.device
+    x, y, mask = x.to(device), y.to(device), mask.to(device)
     discount = trainer.scale if discount is None else discount
     state, states, losses = model.initial_state(batch), [], []
     for k in range(0, x.shape[1] - window + 1, window):

@@ -12,9 +12,36 @@ Scale: a synthesizer predicts the *per-example* gradient, batch size x dL/dh for
 the learner divides by the batch size before handing it to the block. Adam moves each weight by about
 its learning rate per step whatever the loss scale, so a zero-initialised output layer regressing onto
 mean-scaled targets (~1e-4 per element) overshoots them at once; per-example targets are O(1e-2..1).
+
+The decoupled interface itself is three small functions, used by every learner that hands a block a
+predicted gradient (DNI and cDNI, the critic, the full unlock, the pipeline's decoupled stage, 02-09):
+`to_block` (what the block receives), `target_from` (the per-example regression target, from the gradient
+that reached a block's input or output) and `regression_loss`. The batch-size factor lives only here.
+
+Used by notebooks 02-09 (through the learners) and directly in 02, 04 and 06.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+
+def to_block(prediction, batch, scale=1.0):
+    """The gradient a block's output receives from a per-example prediction: scale x M(h) / batch (the loss
+    is a batch mean). Detached: the block's update never trains the synthesizer."""
+    return prediction.detach() * (scale / batch)
+
+
+def target_from(gradient, batch, scale=1.0):
+    """A synthesizer's per-example regression target from a gradient that reached a block: batch / scale x
+    that gradient. At the top it is the true dL/dh (scale 1); below, the gradient at the input of the block
+    above, which carries that block's scaled synthetic gradient, so dividing by the scale bootstraps the
+    unscaled prediction (Jaderberg et al. 2016, supplementary A)."""
+    return gradient.detach() * (batch / scale)
+
+
+def regression_loss(prediction, target):
+    """How a synthesizer learns: mean squared error to its (detached) per-example target."""
+    return F.mse_loss(prediction, target.detach())
 
 
 def zero_output_mlp(in_features, out_features, hidden_layers, hidden):

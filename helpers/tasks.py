@@ -11,7 +11,7 @@ Every episode uses the same input layout, so one model serves both tasks: `bits`
 delimiter channel, one repeat-count channel (R / MAX_REPEATS; zero for copy). Targets are the data bits;
 `mask` marks the steps on which the output is scored (the answer phase). `CopyStream` concatenates
 episodes into one endless stream per batch row, as truncated BPTT sees them: windows of T steps are cut
-out of it regardless of where episodes begin and end.
+out of it regardless of where episodes begin and end. Notebook 08.
 """
 import torch
 

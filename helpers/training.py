@@ -1,18 +1,28 @@
-"""Training loops: one visible `for` loop, and small "learner" objects that say what one step does.
+"""The training loop: one visible `for` loop, a `History` of what it saw, and the two baselines.
 
-A learner holds a model and its optimizers and has `step(x, y) -> (loss, logits)`. `train` draws
-batches, applies the learning-rate schedule to every optimizer the learner has, evaluates on the full
-test set now and then, and records a `History`. Backprop and the paper's "no backprop" baseline live
-here; decoupled learners (DNI, cDNI, ...) are written the same way in later notebooks and modules.
+A learner (the protocol in helpers/learners.py) holds a model and its optimizers and has
+`step(x, y) -> (loss, logits)`. `train` draws batches, applies the learning-rate schedule to every
+optimizer the learner has, evaluates on the full test set now and then, and records a `History`.
+Backprop and the paper's "no backprop" baseline live here; every other method is built by
+`learners.make(name, ...)`. Used by every notebook that trains (01-09); the recurrent loop
+(helpers/rnn.py) records the same `History` and raises the same `DivergenceError`.
 """
+import functools
+import hashlib
 import os
+import pathlib
+import random
+import tempfile
 import time
+import types
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .config import amp_dtype, checkpoint_folder
 from .data import random_batches
 
 
@@ -30,7 +40,9 @@ class History:
     """What a run recorded at each evaluation point. Accuracies are fractions in [0, 1].
 
     `train_loss` and `train_accuracy` average the training batches since the previous point; `extra`
-    holds a learner's own measurements (e.g. how close synthetic gradients are to the true ones).
+    holds a learner's own measurements (e.g. how close synthetic gradients are to the true ones), one
+    value per point; `meta` what is said once about the run (e.g. a recurrent run's window and the
+    longest copy length it solved).
     """
 
     method: str
@@ -41,6 +53,7 @@ class History:
     test_accuracy: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
 
     @property
     def label(self):
@@ -109,37 +122,48 @@ class NoBackprop:
         return loss, logits
 
 
-LEARNERS = {"backprop": Backprop, "nobackprop": NoBackprop}
-
-
 def learning_rate(size, iteration):
     """The schedule's learning rate at `iteration` (1-based): divided by 10 after each milestone."""
     return size.lr * 0.1 ** sum(iteration > m for m in size.milestones())
 
 
-def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, amp=False):
+def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, amp=False, checkpoint=None):
     """Train `learner` on `data` for `size.iterations` steps and return its `History`.
 
     augment: a function applied to each training batch of images on the device (e.g.
-    `data.random_crop_flip`). amp: run each step under bfloat16 autocast (mixed precision; worth it on
-    recent GPUs, parameters and optimizer state stay float32).
+    `data.random_crop_flip`). amp: run each step under autocast at `config.amp_dtype(device)` (bfloat16
+    where the device computes it fast, else float32, i.e. no autocast); parameters and optimizer state
+    stay float32.
+
+    checkpoint: a folder (default at the paper size: `config.checkpoint_folder()`; False: never). Every
+    `size.checkpoint_every` iterations the whole run (learner, optimizers, random states, history) is
+    saved there, atomically; called again with the same learner, data, size and seed, `train` resumes
+    from the last checkpoint and returns the same history an uninterrupted run would have.
 
     The batch order comes from `seed` alone, so two learners trained with one seed see the same batches.
     Losses are kept on the device between evaluation points (no per-step synchronisation); at each point
     they are checked, and a NaN or infinity raises `DivergenceError` naming the first bad iteration.
     """
-    model = learner.model
-    model.train()
-    layers = len(model)
+    layers = len(learner.model)
     history = History(learner.method, layers)
     generator = torch.Generator().manual_seed(seed)
     batches = random_batches(len(data.x_train), size.batch_size, data.x_train.device, generator)
     losses = torch.zeros(size.eval_every, device=data.x_train.device)
     correct = torch.zeros(size.eval_every, device=data.x_train.device)
-    current_lr = size.lr
-    start = time.perf_counter()
+    dtype = amp_dtype(data.x_train.device) if amp else torch.float32
+    saver = Checkpoints.for_run(checkpoint, learner, size, seed)
+    begin, elapsed = 1, 0.0
+    if saver is not None and saver.exists():
+        begin, history, elapsed = saver.resume(learner)
+        for _ in range(begin - 1):             # the batch order is replayed, not stored
+            next(batches)
+    model = learner.model
+    model.train()
+    current_lr = size.lr if begin == 1 else learning_rate(size, begin - 1)   # resumed optimizers keep theirs
+    start = time.perf_counter() - elapsed
     quiet = not progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0")   # CI sets TQDM_DISABLE=1
-    bar = tqdm(range(1, size.iterations + 1), desc=desc or history.label, leave=False, disable=quiet)
+    bar = tqdm(range(begin, size.iterations + 1), desc=desc or history.label, leave=False, disable=quiet,
+               initial=begin - 1, total=size.iterations)
     for iteration in bar:
         lr = learning_rate(size, iteration)
         if lr != current_lr:
@@ -151,7 +175,7 @@ def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, a
         x, y = data.x_train[index], data.y_train[index]
         if augment is not None:
             x = augment(x)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss, logits = learner.step(x, y)
         slot = (iteration - 1) % size.eval_every
         losses[slot] = loss.detach()
@@ -174,4 +198,100 @@ def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, a
                 for name, value in learner.measure(x, y).items():
                     history.extra.setdefault(name, []).append(value)
             bar.set_postfix(test_acc=f"{history.test_accuracy[-1]:.4f}")
+            if saver is not None and saver.due(iteration):
+                saver.save(learner, history, iteration, time.perf_counter() - start)
     return history
+
+
+class Checkpoints:
+    """Saving and resuming one run of `train`: the learner with everything it holds (model, synthesizers,
+    optimizers, their random generators and counters), every random state, the history, the iteration.
+
+    The file's name carries the method, the depth, the run size, the seed and a fingerprint of the initial
+    parameters, so a checkpoint is only ever resumed by the run that wrote it (another synthesizer depth
+    or learning rate gives another name). Written to a temporary file and renamed: a disconnect during a
+    save leaves the previous checkpoint whole.
+    """
+
+    def __init__(self, path, every):
+        self.path, self.every = pathlib.Path(path), every
+
+    @classmethod
+    def for_run(cls, folder, learner, size, seed):
+        if folder is False or (folder is None and not size.checkpoint_every):
+            return None
+        every = size.checkpoint_every or size.eval_every
+        if every % size.eval_every:
+            raise ValueError(f"checkpoint_every ({every}) must be a multiple of eval_every ({size.eval_every}).")
+        folder = checkpoint_folder() if folder is None else pathlib.Path(folder)
+        shapes = [(type(learner).__name__, tuple(p.shape), round(float(p.detach().double().sum()), 6))
+                  for p in learner_parameters(learner)]
+        options = {k: v for k, v in sorted(vars(learner).items()) if isinstance(v, (int, float, str, bool))}
+        options["lr"] = [group["lr"] for optimizer in learner.optimizers for group in optimizer.param_groups]
+        key = hashlib.sha256(repr((shapes, options, asdict(size), seed)).encode()).hexdigest()[:12]
+        return cls(folder / f"{learner.method}_{len(learner.model)}layers_{size.name}_seed{seed}_{key}.pt", every)
+
+    def exists(self):
+        return self.path.exists()
+
+    def due(self, iteration):
+        return iteration % self.every == 0
+
+    def save(self, learner, history, iteration, seconds):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        attributes = {k: v for k, v in learner.__dict__.items() if not isinstance(v, _CODE)}   # state, not code
+        state = {"learner": attributes, "history": history, "iteration": iteration, "seconds": seconds,
+                 "rng": _random_states()}
+        handle = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".tmp",
+                                             delete=False)
+        try:
+            with handle:
+                torch.save(state, handle)
+            os.replace(handle.name, self.path)
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+
+    def resume(self, learner):
+        """Load the saved state into `learner` (its attributes are replaced by the saved ones); returns
+        (next iteration, history so far, seconds so far)."""
+        try:
+            state = torch.load(self.path, map_location=None, weights_only=False)
+        except Exception as error:
+            raise RuntimeError(f"the checkpoint {self.path} cannot be read ({error}); delete it to start the run "
+                               "afresh.") from error
+        learner.__dict__.update(state["learner"])
+        _set_random_states(state["rng"])
+        print(f"resumed {learner.method} from {self.path.name} at iteration {state['iteration']:,}")
+        return state["iteration"] + 1, state["history"], state["seconds"]
+
+
+_CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
+
+
+def learner_parameters(learner):
+    """Every parameter a learner trains (model, synthesizers, loss models, heads), once each: what its
+    optimizers hold."""
+    seen, out = set(), []
+    for optimizer in learner.optimizers:
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+    return out
+
+
+def _random_states():
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda_devices"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_random_states(states):
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    if "cuda_devices" in states:
+        torch.cuda.set_rng_state_all(states["cuda_devices"])

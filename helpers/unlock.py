@@ -6,12 +6,16 @@ and its own synthesizers, so all blocks can run at the same time. A `Unit` is on
 owns; one training step is two phases, each independent across units:
 
 1. `run(x, y)`: forward from the synthetic input, update from the synthetic gradient (the output layer
-   from the loss). Sends two messages: its output up (the real input of the block above) and the
-   gradient at its input down (the synthetic-gradient target of the block below, bootstrapped).
+   from the loss). Sends two messages: its output up (the input-synthesizer target of the block above:
+   what this block computed from *its* input, which is the data only for block 0 and otherwise this
+   block's own synthetic input, so no block ever waits for the real forward pass) and the gradient at
+   its input down (the synthetic-gradient target of the block below, bootstrapped).
 2. `learn(output_below, gradient_above)`: train its synthesizers on those messages.
 
 `FullUnlock` runs the units one after another; `ConcurrentFullUnlock` runs each in its own process.
-Both compute the same updates.
+Both compute the same updates. The interface's arithmetic is `synthesizers.to_block` / `target_from` /
+`regression_loss`, as in `dni.DNI`; a unit applies it to its one block, because each unit may run in a
+process of its own. Notebook 06; the timing of both versions is `timing.full_unlock_times`.
 """
 import copy
 
@@ -20,8 +24,10 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dni import DNI
-from .synthesizers import GradientSynthesizer, InputSynthesizer
+from .dni import measure_synthetic
+from .synthesizers import GradientSynthesizer, InputSynthesizer, regression_loss, target_from, to_block
+
+START_METHOD = "spawn"   # see ConcurrentFullUnlock
 
 
 class Unit:
@@ -33,6 +39,11 @@ class Unit:
         self.input_synthesizer, self.gradient_synthesizer = input_synthesizer, gradient_synthesizer
         self.modules = [m for m in (block, input_synthesizer, gradient_synthesizer) if m is not None]
         self.optimizers = [optimizer(m.parameters(), lr=lr) for m in self.modules]
+
+    def __getstate__(self):
+        """What a worker process receives: the unit without the step in progress (the input and the
+        prediction kept between `run` and `learn` carry autograd graphs, which cannot cross processes)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("x", "prediction", "gradient_loss")}
 
     def run(self, x, y):
         """Phase 1: forward and update. Returns (output, input_gradient, loss, logits) (loss, logits: top only)."""
@@ -47,11 +58,11 @@ class Unit:
         if self.gradient_synthesizer is None:             # the output layer: the true loss
             loss = F.cross_entropy(h, y)
             loss.backward()
-            result = (None, h_in.grad * batch, loss.detach(), h.detach())
+            result = (None, target_from(h_in.grad, batch), loss.detach(), h.detach())
         else:
             self.prediction = self.gradient_synthesizer(h.detach(), F.one_hot(y, self.num_classes).float())
-            h.backward(self.prediction.detach() / batch)
-            grad = None if h_in.grad is None else h_in.grad * batch
+            h.backward(to_block(self.prediction, batch))
+            grad = None if h_in.grad is None else target_from(h_in.grad, batch)
             result = (h.detach(), grad, None, None)
         self.optimizers[0].step()
         return result
@@ -61,9 +72,9 @@ class Unit:
         synthesizer onto the gradient that block i+1 sent down (per example, as in `dni.DNI`)."""
         losses = []
         if self.input_synthesizer is not None:
-            losses.append(F.mse_loss(self.input_synthesizer(self.x), output_below))
+            losses.append(regression_loss(self.input_synthesizer(self.x), output_below))
         if self.gradient_synthesizer is not None:
-            self.gradient_loss = F.mse_loss(self.prediction, gradient_above)
+            self.gradient_loss = regression_loss(self.prediction, gradient_above)
             losses.append(self.gradient_loss)
         for optimizer in self.optimizers[1:]:
             optimizer.zero_grad(set_to_none=True)
@@ -101,33 +112,39 @@ def step_units(units, x, y):
     return messages[-1][2], messages[-1][3]
 
 
-class FullUnlock(DNI):
-    """Learner for `training.train`: forward- and update-unlocked training, simulated on one device.
+class FullUnlock:
+    """Learner (helpers/learners.py): forward- and update-unlocked training, simulated on one device.
 
-    It shares `dni.DNI`'s measurements (synthetic vs true gradients on the real forward pass) and adds
-    `input_error/{i}`: |I_i(x) - h_{i-1}| / |h_{i-1}| against the real activations of the whole network.
+    It measures what `dni.DNI` measures (synthetic vs true gradients on the real forward pass, the same
+    `dni.measure_synthetic`) and adds `input_error/{i}`: |I_i(x) - h_{i-1}| / |h_{i-1}| against the real
+    activations of the whole network.
     """
 
     method = "full_unlock"
 
     def __init__(self, model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10,
                  optimizer=torch.optim.Adam):
-        self.model, self.num_classes, self.conditioned = model, num_classes, True
+        self.model, self.num_classes = model, num_classes
         self.units = make_units(model, lr, input_hidden_layers, hidden_layers, num_classes, optimizer)
         self.synthesizers = [u.gradient_synthesizer for u in self.units[:-1]]
         self.optimizers = [o for u in self.units for o in u.optimizers]
         self.probe, self.snapshots = None, []
 
+    def context(self, y):
+        return F.one_hot(y, self.num_classes).float()
+
     @property
     def synthesizer_losses(self):
-        return [getattr(u, "gradient_loss", torch.zeros(())).detach() for u in self.units[:-1]]
+        device = next(self.model.parameters()).device
+        return [getattr(u, "gradient_loss", torch.zeros((), device=device)).detach() for u in self.units[:-1]]
 
     def step(self, x, y):
         return step_units(self.units, x, y)
 
     def measure(self, x, y):
-        metrics = super().measure(x, y)
-        x = self.probe[0] if self.probe is not None else x
+        if self.probe is not None:
+            x, y = self.probe
+        metrics = measure_synthetic(self, x, y)
         copies = copy.deepcopy([(u.block, u.input_synthesizer) for u in self.units])   # BatchNorm stats untouched
         with torch.no_grad():
             h = x
@@ -157,6 +174,9 @@ def _worker(unit, inbox, outbox):
 class ConcurrentFullUnlock:
     """The same units, each in its own process (CPU). Use as a context manager; `step(x, y)` as above.
 
+    Processes start with `spawn` (never `fork`, which breaks after CUDA has been used and does not exist
+    on Windows); each receives its unit once, with its parameters in shared memory, and sets one thread.
+
     Every step is two rounds of messages: (x, y) out and (output, input gradient) back, then the
     neighbours' messages out and an acknowledgement back. The processes are stopped on exit, even
     after an exception, and `receive` waits at most `timeout` seconds, so a dead worker is reported.
@@ -167,7 +187,7 @@ class ConcurrentFullUnlock:
         self.processes = []
 
     def __enter__(self):
-        context = mp.get_context("fork")
+        context = mp.get_context(START_METHOD)
         self.inboxes = [context.Queue() for _ in self.units]
         self.outboxes = [context.Queue() for _ in self.units]
         for unit, inbox, outbox in zip(self.units, self.inboxes, self.outboxes):
@@ -210,55 +230,3 @@ class ConcurrentFullUnlock:
         for inbox in self.inboxes:
             inbox.put(("state", None))
         return [self.receive(i) for i in range(len(self.units))]
-
-
-def time_steps(widths, layers=3, steps=10, batch_size=256, workers_threads=1, seed=0):
-    """Median ms per training step on the CPU, for each hidden width: backprop, the fully unlocked units
-    one after another, the same units in one process each, and the ideal for the concurrent version.
-
-    The ideal is what perfect parallelism on this machine could give: the slowest unit, or all units'
-    single-threaded work spread over the cores, whichever is longer. Returns a list of dicts.
-    """
-    import os
-    import statistics
-    import time
-
-    from .training import Backprop
-    from .models import fcn
-
-    cores = os.cpu_count() or 1
-    g = torch.Generator().manual_seed(seed)
-    x, y = torch.rand(batch_size, 1, 28, 28, generator=g), torch.randint(0, 10, (batch_size,), generator=g)
-
-    def median_ms(step, n=steps):
-        step()   # warm-up
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        return 1e3 * statistics.median(times)
-
-    rows = []
-    for width in widths:
-        torch.manual_seed(seed)
-        backprop = Backprop(fcn(layers, hidden=width), 1e-4)
-        units = make_units(fcn(layers, hidden=width), 1e-4)
-        row = {"width": width, "backprop_ms": median_ms(lambda: backprop.step(x, y)),
-               "sequential_ms": median_ms(lambda: step_units(units, x, y))}
-        threads = torch.get_num_threads()
-        torch.set_num_threads(workers_threads)
-        try:   # each unit's own work, single-threaded, as a worker does it
-            messages = [u.run(x, y) for u in units]
-            unit_ms = []
-            for i, u in enumerate(units):
-                below = messages[i - 1][0] if i > 0 else None
-                above = messages[i + 1][1] if i + 1 < len(units) else None
-                unit_ms.append(median_ms(lambda: (u.run(x, y), u.learn(below, above))))
-        finally:
-            torch.set_num_threads(threads)
-        row["ideal_ms"] = max(max(unit_ms), sum(unit_ms) / cores)
-        with ConcurrentFullUnlock(units) as runner:
-            row["concurrent_ms"] = median_ms(lambda: runner.step(x, y))
-        rows.append(row)
-    return rows

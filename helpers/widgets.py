@@ -1,7 +1,9 @@
 """The gradient explorer: pick a block and a checkpoint, see synthetic vs true gradients.
 
 Thin glue over `plots.plot_gradient_comparison`, which does all the drawing (and is tested on its own).
-Works in JupyterLab and on Colab (ipywidgets 8; on Colab, enable the custom widget manager first).
+Works in JupyterLab and on Colab (ipywidgets 7.6 or 8; on Colab with ipywidgets 8, enable the custom
+widget manager first).
+Notebooks 02, 03 and 07.
 """
 import ipywidgets as widgets
 import matplotlib.pyplot as plt

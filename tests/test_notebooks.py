@@ -54,12 +54,25 @@ def test_setup_cell_on_a_simulated_colab(path, monkeypatch, tmp_path):
     source = [c for c in read(path).cells if c.cell_type == "code"][0].source
     calls = []
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args))
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or
+                        subprocess.CompletedProcess(args, 0, "", ""))
     monkeypatch.setattr(sys, "path", list(sys.path))
     namespace = {}
     exec(compile(source, path.name, "exec"), namespace)
     assert calls and calls[0][:2] == ["git", "clone"] and calls[0][-2] == f"https://github.com/{repository()}"
     assert sys.path[0] == calls[0][-1] == str(namespace["root"])
+    assert source.count(f"https://github.com/{repository()}") == 1, "the address lives in one named constant"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS[:1] + NOTEBOOKS[-1:], ids=lambda p: p.name)
+def test_a_failed_clone_says_what_to_change(path, monkeypatch):
+    source = [c for c in read(path).cells if c.cell_type == "code"][0].source
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: subprocess.CompletedProcess(
+        args, 128, "", "fatal: repository 'https://github.com/x/y/' not found"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(RuntimeError, match="Set REPOSITORY at the top of this cell"):
+        exec(compile(source, path.name, "exec"), {})
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -10,11 +10,7 @@ from helpers import pipeline, training
 
 
 def no_children_left():
-    try:
-        import psutil
-    except ImportError:
-        return not multiprocessing.active_children()
-    return not psutil.Process().children(recursive=True)
+    return not pipeline.leftover_processes()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from helpers import rnn, tasks
+from helpers.training import DivergenceError, History
 
 BATCH, HIDDEN, BITS, STEPS = 4, 6, 3, 12
 
@@ -118,7 +119,26 @@ def test_curriculum_moves_up_only_below_the_threshold():
 def test_divergence_is_reported():
     trainer = rnn.WindowedTrainer(rnn.RecurrentModel(BITS + 2, BITS, 8), 2, "dni")
     x = torch.full((2, 2, BITS + 2), float("nan"))
-    with pytest.raises(FloatingPointError, match="diverged"):
+    with pytest.raises(DivergenceError, match="diverged"):
         trainer.step(x, torch.zeros(2, 2, BITS), torch.ones(2))
     with pytest.raises(ValueError, match="method"):
         rnn.WindowedTrainer(rnn.RecurrentModel(5, 3, 4), 2, "bptt")
+
+
+def test_the_windowed_loop_records_a_history_and_names_the_diverging_window(monkeypatch):
+    """Copy and text share one loop: it returns a `History` (levels in extra, the window and the longest
+    length solved in meta) and a NaN window raises DivergenceError with the window step and the history."""
+    trainer, history = rnn.train_copy("dni", 3, 12, hidden=8, batch=4, log_every=4, progress=False)
+    assert isinstance(history, History) and history.iteration == [4, 8, 12]
+    assert len(history.train_loss) == len(history.extra["level"]) == 3
+    assert history.meta["window"] == 3 and history.meta["solved"] == history.extra["level"][-1] - 1
+    real_step = rnn.WindowedTrainer.step
+    calls = []
+
+    def poisoned(self, x, y, mask):
+        calls.append(1)
+        return real_step(self, x * float("nan") if len(calls) == 6 else x, y, mask)
+    monkeypatch.setattr(rnn.WindowedTrainer, "step", poisoned)
+    with pytest.raises(DivergenceError, match="window step 6") as caught:
+        rnn.train_copy("tbptt", 3, 12, hidden=8, batch=4, log_every=4, progress=False)
+    assert caught.value.iteration == 6 and caught.value.history.iteration == [4]

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import asynchronous, config, dni, models, pipeline, unlock
+from helpers import update_rates, config, dni, models, pipeline, unlock
 
 close = functools.partial(torch.testing.assert_close, rtol=1e-9, atol=1e-12)
 IN, HIDDEN, N = 5, 6, 8   # input features, hidden width, batch size
@@ -152,7 +152,7 @@ def make_stage(rank):
     g = torch.Generator().manual_seed(1)
     data = types.SimpleNamespace(x_train=torch.rand(2 * N, 1, 28, 28, generator=g),
                                  y_train=torch.randint(0, 10, (2 * N,), generator=g), num_classes=10)
-    stage = pipeline.Stage(rank, cfg, data)
+    stage = pipeline.make_stage(rank, cfg, data)
     if stage.synthesizer is not None:
         torch.manual_seed(rank)
         nonzero(stage.synthesizer)
@@ -175,7 +175,7 @@ def test_pipeline_stage_sends_down_the_per_example_input_gradient(monkeypatch, r
     block, synthesizer = copy.deepcopy(stage.block), copy.deepcopy(stage.synthesizer)
     x, y = stage_input(stage, data)
     transport.incoming = [torch.randn(N, HIDDEN)]   # the gradient from above, for a middle stage
-    stage.decoupled_step(x, y, 0)
+    stage.step(x, y, 0)
     x_in = x.detach().clone().requires_grad_()
     h = block(x_in)
     objective = F.cross_entropy(h, y) if stage.last else (h * synthesizer(h.detach(), onehot(y))).sum() / N
@@ -193,7 +193,7 @@ def test_pipeline_stage_block_is_trained_with_its_prediction_over_the_batch(monk
     block, synthesizer = copy.deepcopy(stage.block), copy.deepcopy(stage.synthesizer)
     x, y = stage_input(stage, data)
     transport.incoming = [torch.randn(N, HIDDEN)]
-    stage.decoupled_step(x, y, 0)
+    stage.step(x, y, 0)
     assert len(transport.messages(pipeline.BACKWARD)) == (0 if stage.first else 1)
     h = block(x.detach())
     objective = (h * synthesizer(h.detach(), onehot(y))).sum() / N
@@ -213,7 +213,7 @@ def test_pipeline_synthesizer_regresses_onto_the_received_gradient_with_current_
     inputs = [stage_input(stage, data, seed=s) for s in (0, 1)]
     initial = copy.deepcopy(stage.synthesizer)
     for step, (x, y) in enumerate(inputs):
-        stage.decoupled_step(x, y, step)
+        stage.step(x, y, step)
     assert all(p.grad is None for p in stage.synthesizer.parameters()), "nothing has arrived yet"
     kept = [h for h, dst in transport.messages(pipeline.FORWARD)]   # what it sent up = what it kept
     for step in (0, 1):
@@ -236,7 +236,7 @@ def test_multirate_lower_update_is_the_sum_of_the_k_synthetic_gradients():
     config.seed_everything(0)
     k, lr = 3, 0.1
     model = models.fcn(3, hidden=HIDDEN, in_features=IN)
-    learner = asynchronous.MultiRate(model, lr, cut=1, every=k, optimizer=torch.optim.SGD)
+    learner = update_rates.MultiRate(model, lr, cut=1, every=k, optimizer=torch.optim.SGD)
     nonzero(*learner.synthesizers)
     lower = learner.model[0]
     start = copy.deepcopy(lower)

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from helpers import config, models, results, training
+from helpers import config, learners, models, results, training
 from helpers.config import RunSize
 
 TINY = RunSize("test", iterations=60, lr=1e-3, batch_size=64, eval_every=20)
@@ -143,3 +143,56 @@ def test_mixed_precision_changes_the_arithmetic_not_the_learning(mnist_small):
         assert mixed.train_loss != full.train_loss                       # bfloat16 was really used
         assert max(abs(a - b) for a, b in zip(mixed.train_loss, full.train_loss)) < 0.03
         assert mixed.train_loss[-1] < 0.9 * mixed.train_loss[0]
+
+
+def test_a_run_stopped_midway_resumes_to_the_same_history(tmp_path, mnist_small, monkeypatch):
+    """A disconnect (here an exception at iteration 25) loses nothing but the steps since the last
+    checkpoint: run again, `train` resumes from it and ends with exactly the uninterrupted history."""
+    size = RunSize("resume", iterations=40, lr=1e-3, batch_size=32, eval_every=10, checkpoint_every=20)
+
+    def learner():
+        config.seed_everything(0)
+        return learners.make("stochastic_cdni", models.fcn(3, hidden=16), size.lr, p=0.5)
+    whole = training.train(learner(), mnist_small, size, checkpoint=False, progress=False)
+    interrupted = learner()
+    real_step, calls = interrupted.step, []
+
+    def step(x, y):
+        calls.append(1)
+        if len(calls) == 25:
+            raise KeyboardInterrupt("the runtime disconnected")
+        return real_step(x, y)
+    interrupted.step = step
+    with pytest.raises(KeyboardInterrupt):
+        training.train(interrupted, mnist_small, size, checkpoint=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    config.seed_everything(123)           # a new session: nothing of the old random state is left
+    resumed_learner = learner()
+    torch.manual_seed(7)
+    resumed = training.train(resumed_learner, mnist_small, size, checkpoint=tmp_path, progress=False)
+    for field in ("iteration", "train_loss", "train_accuracy", "test_accuracy", "extra"):
+        assert getattr(resumed, field) == getattr(whole, field), field
+    other = RunSize("resume", iterations=40, lr=2e-3, batch_size=32, eval_every=10, checkpoint_every=20)
+    config.seed_everything(0)
+    fresh = training.train(learners.make("stochastic_cdni", models.fcn(3, hidden=16), other.lr, p=0.5),
+                           mnist_small, other, checkpoint=tmp_path, progress=False)
+    assert fresh.train_loss != whole.train_loss, "another learning rate never resumes this run's checkpoint"
+
+
+def test_checkpoints_only_at_evaluation_points():
+    size = RunSize("bad", iterations=40, lr=1e-3, batch_size=32, eval_every=10, checkpoint_every=15)
+    with pytest.raises(ValueError, match="multiple of eval_every"):
+        training.Checkpoints.for_run("/tmp/unused", learners.make("backprop", models.fcn(3, hidden=8), 1e-3), size, 0)
+
+
+def test_amp_runs_at_the_dtype_the_device_supports(mnist_small):
+    size = RunSize("amp", iterations=4, lr=1e-3, batch_size=32, eval_every=2)
+    dtype = config.amp_dtype("cpu")
+    assert dtype in (torch.bfloat16, torch.float32) and config.amp_reason("cpu").startswith(
+        "bfloat16" if dtype == torch.bfloat16 else "float32")
+    seen = []
+    learner = learners.make("backprop", models.fcn(3, hidden=8), 1e-3)
+    real = learner.model[0].forward
+    learner.model[0].forward = lambda x: seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None) or real(x)
+    training.train(learner, mnist_small, size, amp=True, progress=False)
+    assert seen[0] == (dtype if dtype != torch.float32 else None)

@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from helpers import asynchronous, dni, models, training
+from helpers import update_rates, dni, models, training
 from helpers.config import RunSize
 
 
@@ -31,7 +31,7 @@ def test_p_one_is_plain_backprop():
     torch.manual_seed(0)
     model = models.fcn(3, hidden=32)
     plain = run(training.Backprop(copy.deepcopy(model), 1e-3), batches())
-    stochastic = run(asynchronous.StochasticBackprop(copy.deepcopy(model), 1e-3, p=1.0), batches())
+    stochastic = run(update_rates.StochasticBackprop(copy.deepcopy(model), 1e-3, p=1.0), batches())
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, stochastic))
 
 
@@ -40,7 +40,7 @@ def test_p_one_is_plain_dni(conditioned):
     torch.manual_seed(0)
     model = models.fcn(3, hidden=32)
     plain = dni.DNI(copy.deepcopy(model), 1e-3, conditioned=conditioned)
-    stochastic = asynchronous.StochasticDNI(copy.deepcopy(model), 1e-3, p=1.0, conditioned=conditioned)
+    stochastic = update_rates.StochasticDNI(copy.deepcopy(model), 1e-3, p=1.0, conditioned=conditioned)
     assert same(run(plain, batches()), run(stochastic, batches()))
     assert same(parameters(plain.synthesizers[0]), parameters(stochastic.synthesizers[0]))
 
@@ -49,7 +49,7 @@ def test_p_zero_changes_no_weight():
     torch.manual_seed(0)
     model = models.fcn(3, hidden=32)
     before = parameters(model)
-    learner = asynchronous.StochasticDNI(model, 1e-2, p=0.0, conditioned=True)
+    learner = update_rates.StochasticDNI(model, 1e-2, p=0.0, conditioned=True)
     run(learner, batches())
     assert same(before, parameters(model))
     assert all(torch.count_nonzero(p) == 0 for p in learner.synthesizers[0].net[-1].parameters())
@@ -57,7 +57,7 @@ def test_p_zero_changes_no_weight():
 
 def test_each_block_updates_about_p_of_the_steps_and_skipped_blocks_stay_put():
     torch.manual_seed(0)
-    learner = asynchronous.StochasticBackprop(models.fcn(3, hidden=16), 1e-2, p=0.3, seed=1)
+    learner = update_rates.StochasticBackprop(models.fcn(3, hidden=16), 1e-2, p=0.3, seed=1)
     data = batches(1, size=16)
     for _ in range(400):
         before = [parameters(block) for block in learner.model]
@@ -72,7 +72,7 @@ def test_each_block_updates_about_p_of_the_steps_and_skipped_blocks_stay_put():
 def test_multirate_updates_the_lower_network_every_k_steps():
     torch.manual_seed(0)
     model = models.fcn(4, hidden=32)
-    learner = asynchronous.MultiRate(model, 1e-3, cut=2, every=3)
+    learner = update_rates.MultiRate(model, 1e-3, cut=2, every=3)
     lower = [model[0], model[1]]
     history = []
     for x, y in batches(6):
@@ -89,20 +89,20 @@ def test_multirate_with_k_one_is_dni_cut_in_two():
     reference = copy.deepcopy(model)
     plain = dni.DNI(torch.nn.Sequential(reference[0], torch.nn.Sequential(reference[1], reference[2])), 1e-3,
                     conditioned=True)
-    multi = asynchronous.MultiRate(model, 1e-3, cut=1, every=1)
+    multi = update_rates.MultiRate(model, 1e-3, cut=1, every=1)
     assert same(run(plain, batches()), run(multi, batches()))
 
 
 def test_bad_arguments_say_what_to_do():
     with pytest.raises(ValueError, match="probability"):
-        asynchronous.StochasticBackprop(models.fcn(3, hidden=8), 1e-3, p=1.5)
+        update_rates.StochasticBackprop(models.fcn(3, hidden=8), 1e-3, p=1.5)
     with pytest.raises(ValueError, match="cut"):
-        asynchronous.MultiRate(models.fcn(3, hidden=8), 1e-3, cut=3)
+        update_rates.MultiRate(models.fcn(3, hidden=8), 1e-3, cut=3)
 
 
 def test_stochastic_cdni_learns(mnist_small):
     torch.manual_seed(0)
-    learner = asynchronous.StochasticDNI(models.fcn(3, hidden=64), 1e-3, p=0.5, conditioned=True)
+    learner = update_rates.StochasticDNI(models.fcn(3, hidden=64), 1e-3, p=0.5, conditioned=True)
     size = RunSize("test", iterations=150, lr=1e-3, batch_size=64, eval_every=150)
     history = training.train(learner, mnist_small, size, progress=False)
     assert history.final_test_accuracy > 0.6

@@ -1,4 +1,4 @@
-"""Blocks that update rarely, or at their own rate: stochastic and multi-rate updates (issue 9).
+"""Blocks that update rarely, or at their own rate: stochastic and multi-rate updates (notebook 09).
 
 A decoupled interface means a block never waits for the others, so nothing forces every block to update
 at every step. The paper's multi-network experiments (Jaderberg et al. 2016, section 3.4) and
@@ -13,13 +13,15 @@ which is what asynchronous workers that fall behind (helpers.pipeline) would see
   probability p (one coin per block per step).
 - `MultiRate(model, lr, cut, every)`: two networks joined by a DNI at block `cut`; the lower one updates
   every `every` steps from the synthetic gradients it accumulated meanwhile, the upper one every step.
+
+Everything here runs in one process: it simulates what workers that update at different times would do.
+The real thing, one process per group of blocks, is helpers/pipeline.py.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .dni import DNI
-from .training import Backprop
 
 
 class Gate:
@@ -65,7 +67,7 @@ class _Coins:
         return (torch.rand(self.blocks, generator=self.generator) < self.p).tolist()
 
 
-class StochasticBackprop(Backprop):
+class StochasticBackprop:
     """Backprop in which block i's update happens with probability p at each step (one Adam per block;
     Adam is per parameter, so with p = 1 this is exactly `training.Backprop`)."""
 
