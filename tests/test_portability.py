@@ -132,7 +132,8 @@ def test_the_colab_constraints_differ_from_the_tested_pins_only_where_colab_does
     ours, colab = pins("constraints.txt"), pins("constraints-colab.txt")
     assert ours.keys() == colab.keys()
     changed = {k for k in ours if ours[k] != colab[k]}
-    assert changed == {"ipywidgets", "widgetsnbextension", "jupyterlab_widgets", "psutil", "numpy", "matplotlib"}
+    assert changed == {"ipywidgets", "widgetsnbextension", "jupyterlab_widgets", "psutil", "numpy", "matplotlib",
+                       "ipython", "ipykernel"}
     assert colab["ipywidgets"].startswith("7.") and colab["psutil"] < "6"
 
 
