@@ -7,7 +7,7 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test test-main test-colab data bench bench-cnn bench-pipeline notebooks reproduce slides clean-venv gpu-check
+.PHONY: lab test test-main test-colab data seeds bench bench-cnn bench-pipeline notebooks reproduce slides clean-venv gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,11 @@ slides: $(VENV)/.installed
 	$(PY) scripts/slides.py --check
 	$(VENV)/bin/jupyter nbconvert --to slides --output-dir build/slides notebooks/[0-9][0-9]_*.ipynb
 
-## Re-run every notebook at $(SG_SIZE) and render results/README.md (published numbers beside ours).
-reproduce: notebooks
+## The MNIST FCN methods of notebooks 01-06 over seeds 0-2 at $(SG_SIZE) (quick: every method; long: r2rt's
+## 25k-iteration schedule for backprop, no backprop, cDNI and DNI); resumable; results/seeds_<size>.json.
+seeds: $(VENV)/.installed data
+	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 $(PY) scripts/seeds.py
+
+## Re-run every notebook and the seeds experiment at $(SG_SIZE), then render results/README.md (published numbers beside ours).
+reproduce: notebooks seeds
 	$(PY) scripts/results_table.py

@@ -19,7 +19,8 @@ Detach boundaries and targets, as `WindowedTrainer.backward` does them:
   as every synthesizer in this series does (see helpers/synthesizers.py for why).
 The optional auxiliary task (DNI + Aux) asks the LSTM, through a small linear head on its first output in
 the window, to predict the synthetic gradient it will receive at the window's end (T-1 steps ahead); its
-loss is added to the window's loss, so it shapes the LSTM's state, not the synthesizer.
+loss trains the LSTM and the head, so it shapes the LSTM's state, but it is kept out of the synthesizer's
+target: M regresses onto the window's own gradient plus the injected future, as in plain DNI.
 """
 import math
 import os
@@ -129,15 +130,20 @@ class WindowedTrainer:
         logits, end, outputs = self.model(x, start)
         loss, errors = self.loss(logits, y, mask)
         total = loss
+        aux_loss = None
         if self.synthesizer is not None:
             predicted = self.synthesizer(end.detach()).detach()        # per-example dL_future/ds_end
             total = total + (end * (self.scale * predicted / batch)).sum()   # end's incoming gradient
             if self.aux is not None:
                 guess = self.aux(outputs[:, 0])                        # T-1 steps before the boundary
-                total = total + self.aux_weight * F.mse_loss(guess, predicted)
-        total.backward()
+                aux_loss = self.aux_weight * F.mse_loss(guess, predicted)
+        total.backward(retain_graph=aux_loss is not None)
+        target = start.grad * batch    # the window's loss + the injected future: M's target, never the aux loss
+        if aux_loss is not None:
+            target = target.clone()
+            aux_loss.backward()        # shapes the LSTM and trains the aux head; adds nothing to `target`
         self.state = end.detach()                                      # carried, cut from this graph
-        return loss.detach(), errors, start.grad * batch, start.detach()
+        return loss.detach(), errors, target, start.detach()
 
     def step(self, x, y, mask):
         """One window: update the LSTM (and aux head) at once, then the synthesizer towards the target

@@ -20,7 +20,7 @@ def test_size_comes_from_the_environment(monkeypatch):
 
 def test_unknown_size_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SG_SIZE", "huge")
-    with pytest.raises(ValueError, match=r"Unknown run size 'huge'.*smoke, quick, paper"):
+    with pytest.raises(ValueError, match=r"Unknown run size 'huge'.*smoke, quick, long, paper"):
         config.run_size()
 
 

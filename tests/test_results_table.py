@@ -57,3 +57,38 @@ def test_asynchronous_runs_are_listed_without_published_numbers(tmp_path):
     out = results_table.render(tmp_path).read_text().split("## Where")[0]
     assert "| cdni_p20 | 3 | 92.73% | 3,000 | 0.2 |  |  |  |  |" in out
     assert "| pipeline_decoupled | 7 | 86.69% | 212 |  |  | 2 | 1024 | 2,693 |" in out and "S. Pitis" not in out
+
+
+def test_seeds_rows_show_the_spread_and_call_a_difference_only_where_seeds_separate(tmp_path):
+    schedule = {"name": "long", "iterations": 25000, "lr": 1e-4, "batch_size": 256, "eval_every": 1000,
+                "decay_at": [0.6, 0.8], "checkpoint_every": 0}
+
+    def run(label, method, seed, accuracy):
+        return {"method": method, "layers": 3, "iterations": 25000, "test_accuracy": accuracy, "label": label,
+                "seed": seed, "schedule": schedule, "synthesizer": ""}
+    runs = [run("backprop", "backprop", s, a) for s, a in enumerate((0.980, 0.982, 0.981))]
+    runs += [run("cdni", "cdni", s, a) for s, a in enumerate((0.9815, 0.979, 0.983))]          # overlaps
+    runs += [run("nobackprop", "nobackprop", s, a) for s, a in enumerate((0.88, 0.89, 0.885))]  # separated
+    results.save_results("01_backprop_baselines", "quick", runs[:1], 1.0, "cpu", directory=tmp_path)
+    results.save_results("seeds_long", "long", runs, 1.0, "cpu", directory=tmp_path)
+    out = results_table.render(tmp_path).read_text()
+    assert "## Over seeds: long size" in out
+    row = next(line for line in out.splitlines() if line.startswith("| cdni |"))
+    assert "| 3 | 98.12% | 0.20 | 97.90% - 98.30% |" in row and "no clear difference" in row and "98.01%" in row
+    assert "lower (seeds separate)" in next(line for line in out.splitlines() if line.startswith("| nobackprop |"))
+
+
+def test_the_seeds_experiment_records_every_seed_and_resumes(tmp_path):
+    import json
+    import os
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "SG_RESULTS": str(tmp_path), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "SG_DEVICE": "cpu"}
+    command = [sys.executable, str(root / "scripts" / "seeds.py"), "--size", "smoke", "--methods", "backprop",
+               "cdni", "--seeds", "0", "1"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    record = json.loads((tmp_path / "smoke" / "seeds_smoke.json").read_text())
+    assert sorted((r["label"], r["seed"]) for r in record["runs"]) == [("backprop", 0), ("backprop", 1), ("cdni", 0), ("cdni", 1)]
+    assert len({r["test_accuracy"] for r in record["runs"] if r["label"] == "backprop"}) == 2, "seeds differ"
+    again = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    assert "seed 0:" in first and "seed 0:" not in again, "a finished run is not trained again"

@@ -1,6 +1,7 @@
 """The windowed trainer: with an oracle for the future gradient it is full BPTT; without, it is not."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers import rnn, tasks
 from helpers.training import DivergenceError, History
@@ -142,3 +143,25 @@ def test_the_windowed_loop_records_a_history_and_names_the_diverging_window(monk
     with pytest.raises(DivergenceError, match="window step 6") as caught:
         rnn.train_copy("tbptt", 3, 12, hidden=8, batch=4, log_every=4, progress=False)
     assert caught.value.iteration == 6 and caught.value.history.iteration == [4]
+
+
+def test_dni_aux_target_is_the_window_gradient_plus_the_discounted_future_without_the_aux_loss():
+    """DNI + Aux: the synthesizer regresses onto d(window loss)/ds_start + J^T (scale x M(s_end) / B), times
+    B, exactly as plain DNI does; the aux loss trains the LSTM and its head but adds nothing to the target."""
+    model, x, y, mask = problem()
+    torch.manual_seed(1)
+    trainer = rnn.WindowedTrainer(model, 3, "dni_aux", scale=0.1)
+    for module in (trainer.synthesizer[-1], trainer.aux):
+        torch.nn.init.normal_(module.weight, std=0.3)
+    trainer.reset(BATCH)
+    trainer.backward(x[:, :3], y[:, :3], mask[:3])   # a first window, so that the start state is not zero
+    start_state = trainer.state.clone()
+    _, _, target, _ = trainer.backward(x[:, 3:6], y[:, 3:6], mask[3:6])
+    start = start_state.clone().requires_grad_()
+    logits, end, outputs = model(x[:, 3:6], start)
+    predicted = trainer.synthesizer(end.detach()).detach()
+    window = rnn.bits_loss(logits, y[:, 3:6], mask[3:6])[0] + (end * (0.1 * predicted / BATCH)).sum()
+    expected = torch.autograd.grad(window, start, retain_graph=True)[0] * BATCH
+    assert torch.allclose(target, expected, atol=1e-10)
+    aux = torch.autograd.grad(F.mse_loss(trainer.aux(outputs[:, 0]), predicted), start)[0] * BATCH
+    assert aux.abs().max() > 1e-4 and not torch.allclose(target, expected + aux, atol=1e-8), "the aux term is not zero"
