@@ -16,6 +16,7 @@ use them:
     critics        synthetic loss and critic (Sobolev training)                         04
     feedback       feedback alignment (FA) and direct feedback alignment (DFA)           05
     unlock         the complete unlock: synthetic inputs and gradients, in processes    06
+    dgl            decoupled greedy learning: a local loss per block, buffered variant  10
     update_rates   stochastic and multi-rate updates, simulated in one process          09
     rnn            LSTM, windowed truncated BPTT with synthetic gradients               08
     pipeline       one process per stage over torch.distributed, locked or decoupled    09
@@ -29,5 +30,5 @@ use them:
 __version__ = "0.1.0"
 
 MODULES = ("config", "data", "tasks", "models", "synthesizers", "probe", "analysis", "training", "dni",
-           "critics", "feedback", "unlock", "update_rates", "rnn", "pipeline", "learners", "timing", "plots",
+           "critics", "feedback", "unlock", "dgl", "update_rates", "rnn", "pipeline", "learners", "timing", "plots",
            "widgets", "results", "gpu_check")

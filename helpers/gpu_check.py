@@ -74,12 +74,12 @@ def check_processes(device, dataset):
     with unlock.ConcurrentFullUnlock(units, timeout=120) as runner:
         for _ in range(3):
             runner.step(x, y)
-    yield "concurrent full unlock after the GPU was used", "3 steps in 3 spawned processes"
+    yield f"concurrent full unlock after {device.type} was used", "3 steps in 3 spawned processes"
     cpu_data = data.Dataset("cpu copy", dataset.x_train.cpu(), dataset.y_train.cpu(), dataset.x_test.cpu(),
                             dataset.y_test.cpu())
     config_ = pipeline.PipelineConfig(stages=2, mode="decoupled", hidden=32, batch_size=64, steps=10, timeout=60)
     reports = pipeline.launch(config_, cpu_data)
-    yield "2-stage decoupled pipeline after the GPU was used", f"{reports[-1]['steps']} steps"
+    yield f"2-stage decoupled pipeline after {device.type} was used", f"{reports[-1]['steps']} steps"
 
 
 def check_explorer(device, dataset):

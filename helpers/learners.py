@@ -7,7 +7,7 @@ compare what its blocks receive with the true gradients also has `measure(x, y)`
 numbers in `History.extra` at every evaluation.
 
 `make(method, model, lr, **options)` builds any of them; `METHODS` says what each is and which notebook
-introduces it. Notebooks 01-09 and the benchmarks build their learners here, so a method's name means
+introduces it. Notebooks 01-10 and the benchmarks build their learners here, so a method's name means
 one thing everywhere.
 """
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 
 from .critics import Critic, SyntheticLoss
+from .dgl import DGL, BufferedDGL
 from .dni import DNI
 from .feedback import DFA, FA
 from .training import Backprop, NoBackprop
@@ -59,6 +60,8 @@ METHODS = {
     "stochastic_dni": Method(partial(StochasticDNI, conditioned=False), "DNI, each block updating with probability p", "09"),
     "stochastic_cdni": Method(partial(StochasticDNI, conditioned=True), "cDNI, each block updating with probability p", "09"),
     "multirate": Method(MultiRate, "two networks joined by cDNI, the lower one updating every k steps", "09"),
+    "dgl": Method(DGL, "decoupled greedy learning: each block trains on its own auxiliary classifier", "10"),
+    "dgl_buffer": Method(BufferedDGL, "DGL with a replay buffer between blocks (stale inputs)", "10"),
 }
 
 

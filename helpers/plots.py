@@ -22,6 +22,8 @@ METHOD_COLORS = {
     "fa": "#8c564b",
     "dfa": "#e377c2",
     "dni_aux": "#aec7e8",
+    "dgl": "#bcbd22",
+    "dgl_buffer": "#dbdb8d",
 }
 LAYER_STYLES = {3: "-", 4: "--", 5: "-.", 6: ":"}
 

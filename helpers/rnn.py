@@ -193,7 +193,7 @@ def quiet():
     return os.environ.get("TQDM_DISABLE", "") not in ("", "0")
 
 
-def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=None, progress=True):
+def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=None, progress=True, probe=None):
     """Train `trainer` on `stream` for `steps` windows of `trainer.window` steps: the one loop behind the
     copy tasks and the character model. Returns a `training.History`:
 
@@ -201,7 +201,10 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
       (per vector for the copy tasks, per character for text) over the windows since the last log;
     - extra["level"] (with a curriculum): the copy length being trained at each log;
     - meta: the window, "level_at" (window step each level was reached) and "solved" (longest length
-      passed) with a curriculum; `seconds` the wall time at each log.
+      passed) with a curriculum; `seconds` the wall time at each log;
+    - extra["cos_future"] (DNI with a `probe` = (x, y, mask), a stretch several windows long): at each log,
+      the mean whole-batch cosine between the synthesizer's prediction at the probe's window boundaries and
+      the true discounted future gradient there (`synthetic_gradient_cosine`; measured, never learned from).
 
     A NaN or infinite loss raises `training.DivergenceError` naming the window step.
     """
@@ -233,6 +236,9 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
             if curriculum is not None:
                 history.extra.setdefault("level", []).append(curriculum.level)
                 bar.set_postfix(level=curriculum.level)
+            if probe is not None and trainer.synthesizer is not None:
+                cosines = synthetic_gradient_cosine(trainer, *probe, boundaries=probe[0].shape[1] // trainer.window - 2)
+                history.extra.setdefault("cos_future", []).append(sum(cosines) / len(cosines))
             errors_sum, scored = 0.0, 0.0
     if curriculum is not None:
         history.meta["solved"] = curriculum.solved

@@ -165,3 +165,18 @@ def test_dni_aux_target_is_the_window_gradient_plus_the_discounted_future_withou
     assert torch.allclose(target, expected, atol=1e-10)
     aux = torch.autograd.grad(F.mse_loss(trainer.aux(outputs[:, 0]), predicted), start)[0] * BATCH
     assert aux.abs().max() > 1e-4 and not torch.allclose(target, expected + aux, atol=1e-8), "the aux term is not zero"
+
+
+def test_the_loop_can_record_the_future_gradient_cosine_over_training():
+    """With a probe stretch, a DNI run records at every log how well M predicts the gradient from beyond the
+    window; measuring changes nothing the run learns."""
+    probe = tasks.CopyStream(8, 8, level=2, seed=7).next_window(3 * 8)[:3]
+    runs = []
+    for with_probe in (False, True):
+        torch.manual_seed(0)
+        stream = tasks.CopyStream(4, 8, level=2, seed=0)
+        trainer = rnn.WindowedTrainer(rnn.RecurrentModel(10, 8, 8), 3, "dni")
+        runs.append(rnn.train_windows(trainer, stream, 12, log_every=4, progress=False,
+                                      probe=probe if with_probe else None))
+    assert runs[0].train_loss == runs[1].train_loss and "cos_future" not in runs[0].extra
+    assert len(runs[1].extra["cos_future"]) == 3 and all(-1 <= c <= 1 for c in runs[1].extra["cos_future"])
