@@ -23,6 +23,7 @@ use them:
     learners       the learner protocol and the registry of every method by name        01-09
     timing         one step timer; full-unlock step times; pipeline throughput         06, 09
     plots          every figure (learning curves, gradients, recurrent, timelines)      00-09
+    diagrams       each method's computational graph, in the paper's colours            00-10
     widgets        the gradient explorer (ipywidgets)                                   02, 03, 07
     results        results files, one JSON per notebook, written atomically             01-09
     gpu_check      everything that touches a GPU, a few steps each (make gpu-check)      00, README
@@ -31,4 +32,4 @@ __version__ = "0.1.0"
 
 MODULES = ("config", "data", "tasks", "models", "synthesizers", "probe", "analysis", "training", "dni",
            "critics", "feedback", "unlock", "dgl", "update_rates", "rnn", "pipeline", "learners", "timing", "plots",
-           "widgets", "results", "gpu_check")
+           "diagrams", "widgets", "results", "gpu_check")

@@ -3,6 +3,9 @@
     make seeds SG_SIZE=quick          # every method, seeds 0-2, at the quick size (about 30 minutes on 2 cores)
     make seeds SG_SIZE=long           # r2rt's schedule, 25k iterations: backprop, no backprop, cDNI, DNI
     python scripts/seeds.py --size long --methods backprop cdni --seeds 0 1 2 3 4
+    # two cores: two processes of one thread each, different seeds or methods, one results file
+    OMP_NUM_THREADS=1 python scripts/seeds.py --size long --methods dni_paper --seeds 0 1 &
+    OMP_NUM_THREADS=1 python scripts/seeds.py --size long --methods backprop nobackprop cdni dni_paper --seeds 2
 
 Every run is the 3-layer FCN of notebooks 01-06 built through `learners.make`, trained with the seed for
 both its initial weights and its batch order. Results go to results/seeds_<size>.json (every seed's accuracy
@@ -11,6 +14,7 @@ interrupted experiment continues where it stopped. `scripts/results_table.py` re
 deviation and range per method into results/README.md.
 """
 import argparse
+import contextlib
 import json
 import pathlib
 import statistics
@@ -56,6 +60,20 @@ def separated(a, b):
     return min(a) > max(b) or min(b) > max(a)
 
 
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive lock on `path`'s lock file (where the OS has fcntl), so that processes running
+    different seeds of one experiment add their runs to one file without losing each other's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as handle:
+        try:
+            import fcntl
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except ImportError:      # Windows: one process at a time, please
+            pass
+        yield
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default=None, help="run size (default: $SG_SIZE, else quick)")
@@ -82,10 +100,15 @@ def main():
             config.seed_everything(seed)
             learner = learners.make(method, models.fcn(3).to(device), size.lr, **options)
             history = training.train(learner, mnist, size, seed=seed, desc=f"{label} seed {seed}")
-            runs.append(results.run_record(history, label=label, seed=seed, schedule=size.as_dict(),
-                                           synthesizer=SYNTHESIZER.get(label, ""), seconds=history.seconds[-1]))
-            results.save_results(name, size.name, runs, time.perf_counter() - started, device,
-                                 threads=torch.get_num_threads())
+            run = results.run_record(history, label=label, seed=seed, schedule=size.as_dict(),
+                                     synthesizer=SYNTHESIZER.get(label, ""), seconds=history.seconds[-1],
+                                     threads=torch.get_num_threads())
+            with locked(path):              # another process may be running other seeds into the same file
+                record = results.load_results(path) if path.exists() else {"runs": []}
+                runs = [r for r in record["runs"] if r.get("schedule") == schedule
+                        and (r["label"], r["seed"]) != (label, seed)] + [run]
+                results.save_results(name, size.name, runs, time.perf_counter() - started, device,
+                                     threads=torch.get_num_threads())
             print(f"{label:15s} seed {seed}: {history.final_test_accuracy:.2%}  ({history.seconds[-1]:.0f} s)", flush=True)
     print(f"\n{'method':15s} {'n':>2} {'mean':>7} {'sd':>6} {'min':>7} {'max':>7}   per seed")
     for label in methods:
