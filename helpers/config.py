@@ -194,6 +194,14 @@ def checkpoint_folder():
     return pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
 
 
+def runs_folder():
+    """Where `training.train(..., reuse=True)` keeps finished runs for later notebooks: $SG_RUNS if set,
+    else results/runs/ in the project (not committed)."""
+    if os.environ.get("SG_RUNS"):
+        return pathlib.Path(os.environ["SG_RUNS"])
+    return pathlib.Path(__file__).resolve().parent.parent / "results" / "runs"
+
+
 def seed_everything(seed=0):
     """Seed Python, NumPy and torch (all devices). Call once before building a model or data order."""
     random.seed(seed)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import amp_dtype, checkpoint_folder
+from .config import amp_dtype, checkpoint_folder, runs_folder
 from .data import random_batches
 
 
@@ -127,7 +127,8 @@ def learning_rate(size, iteration):
     return size.lr * 0.1 ** sum(iteration > m for m in size.milestones())
 
 
-def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, amp=False, checkpoint=None):
+def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, amp=False, checkpoint=None,
+          reuse=False):
     """Train `learner` on `data` for `size.iterations` steps and return its `History`.
 
     augment: a function applied to each training batch of images on the device (e.g.
@@ -140,6 +141,11 @@ def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, a
     saved there, atomically; called again with the same learner, data, size and seed, `train` resumes
     from the last checkpoint and returns the same history an uninterrupted run would have.
 
+    reuse: never train the same run twice. If this exact run (the learner's configuration and initial
+    weights, the data, the size, the seed, the helpers code, torch, the device and the thread count) was
+    trained before, it is loaded from `config.runs_folder()` (learner state and history, a line says so);
+    otherwise it is trained and stored there. Anything that could change a number gives another key.
+
     The batch order comes from `seed` alone, so two learners trained with one seed see the same batches.
     Losses are kept on the device between evaluation points (no per-step synchronisation); at each point
     they are checked, and a NaN or infinity raises `DivergenceError` naming the first bad iteration.
@@ -151,7 +157,7 @@ def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, a
     losses = torch.zeros(size.eval_every, device=data.x_train.device)
     correct = torch.zeros(size.eval_every, device=data.x_train.device)
     dtype = amp_dtype(data.x_train.device) if amp else torch.float32
-    saver = Checkpoints.for_run(checkpoint, learner, size, seed)
+    saver = Checkpoints.for_reuse(learner, data, size, seed) if reuse else Checkpoints.for_run(checkpoint, learner, size, seed)
     begin, elapsed = 1, 0.0
     if saver is not None and saver.exists():
         begin, history, elapsed = saver.resume(learner)
@@ -213,8 +219,17 @@ class Checkpoints:
     save leaves the previous checkpoint whole.
     """
 
-    def __init__(self, path, every):
-        self.path, self.every = pathlib.Path(path), every
+    def __init__(self, path, every, reuse=False):
+        self.path, self.every, self.reuse = pathlib.Path(path), every, reuse
+
+    @staticmethod
+    def _key(learner, size, seed, *more):
+        shapes = [(type(learner).__name__, tuple(p.shape), round(float(p.detach().double().sum()), 6))
+                  for p in learner_parameters(learner)]
+        options = {k: v for k, v in sorted(vars(learner).items()) if isinstance(v, (int, float, str, bool))}
+        options["lr"] = [group["lr"] for optimizer in learner.optimizers for group in optimizer.param_groups]
+        key = hashlib.sha256(repr((shapes, options, asdict(size), seed) + more).encode()).hexdigest()[:12]
+        return f"{learner.method}_{len(learner.model)}layers_{size.name}_seed{seed}_{key}.pt"
 
     @classmethod
     def for_run(cls, folder, learner, size, seed):
@@ -224,12 +239,16 @@ class Checkpoints:
         if every % size.eval_every:
             raise ValueError(f"checkpoint_every ({every}) must be a multiple of eval_every ({size.eval_every}).")
         folder = checkpoint_folder() if folder is None else pathlib.Path(folder)
-        shapes = [(type(learner).__name__, tuple(p.shape), round(float(p.detach().double().sum()), 6))
-                  for p in learner_parameters(learner)]
-        options = {k: v for k, v in sorted(vars(learner).items()) if isinstance(v, (int, float, str, bool))}
-        options["lr"] = [group["lr"] for optimizer in learner.optimizers for group in optimizer.param_groups]
-        key = hashlib.sha256(repr((shapes, options, asdict(size), seed)).encode()).hexdigest()[:12]
-        return cls(folder / f"{learner.method}_{len(learner.model)}layers_{size.name}_seed{seed}_{key}.pt", every)
+        return cls(folder / cls._key(learner, size, seed), every)
+
+    @classmethod
+    def for_reuse(cls, learner, data, size, seed):
+        """The stored copy of a finished run, keyed by everything that could change one of its numbers."""
+        x = data.x_train
+        identity = (data.name, tuple(x.shape), round(float(x[:256].double().sum()), 6), len(data.x_test))
+        machine = (torch.__version__, x.device.type, torch.get_num_threads())
+        name = cls._key(learner, size, seed, identity, machine, code_version())
+        return cls(runs_folder() / name, size.iterations, reuse=True)
 
     def exists(self):
         return self.path.exists()
@@ -262,11 +281,24 @@ class Checkpoints:
                                "afresh.") from error
         learner.__dict__.update(state["learner"])
         _set_random_states(state["rng"])
-        print(f"resumed {learner.method} from {self.path.name} at iteration {state['iteration']:,}")
+        if self.reuse:
+            print(f"{learner.method} ({len(learner.model)} layers): loaded from {self.path.name}, trained earlier with "
+                  "the same code, data, size and seed (delete the file to train again)")
+        else:
+            print(f"resumed {learner.method} from {self.path.name} at iteration {state['iteration']:,}")
         return state["iteration"] + 1, state["history"], state["seconds"]
 
 
 _CODE = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
+
+
+@functools.lru_cache(maxsize=1)
+def code_version():
+    """A hash of every helpers/*.py file: a stored run is reused only by the code that trained it."""
+    digest = hashlib.sha256()
+    for path in sorted(pathlib.Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def learner_parameters(learner):

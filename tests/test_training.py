@@ -197,3 +197,34 @@ def test_amp_runs_at_the_dtype_the_device_supports(mnist_small):
     learner.model[0].forward = lambda x: seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None) or real(x)
     training.train(learner, mnist_small, size, amp=True, progress=False)
     assert seen[0] == (dtype if dtype != torch.float32 else None)
+
+
+def test_a_finished_run_is_reused_not_trained_again_and_a_changed_one_is_not(tmp_path, mnist_small, monkeypatch):
+    """reuse=True: the second identical run loads the first (same history, same weights, no step taken);
+    another seed, another learning rate or other helpers code is another run."""
+    monkeypatch.setenv("SG_RUNS", str(tmp_path))
+    size = RunSize("reuse", iterations=30, lr=1e-3, batch_size=32, eval_every=10)
+
+    def run(seed=0, lr=1e-3):
+        config.seed_everything(seed)
+        learner = learners.make("cdni", models.fcn(3, hidden=16), lr)
+        return learner, training.train(learner, mnist_small, size, seed=seed, reuse=True, progress=False)
+    first, history = run()
+    steps = []
+    monkeypatch.setattr(learners.METHODS["cdni"].build.func, "step",
+                        lambda self, x, y: steps.append(1) or (_ for _ in ()).throw(AssertionError("trained")))
+    again, reused = run()
+    assert not steps and reused.test_accuracy == history.test_accuracy and reused.extra == history.extra
+    assert all(torch.equal(a, b) for a, b in zip(first.model.parameters(), again.model.parameters()))
+    assert len(again.snapshots) == len(first.snapshots), "the gradient explorer's snapshots come back too"
+    monkeypatch.undo()
+    monkeypatch.setenv("SG_RUNS", str(tmp_path))
+    run(seed=1)
+    run(lr=2e-3)
+    assert len(list(tmp_path.glob("*.pt"))) == 3
+    stored = {p.name for p in tmp_path.glob("*.pt")}
+    config.seed_everything(0)
+    fresh = learners.make("cdni", models.fcn(3, hidden=16), 1e-3)    # the key is taken before training
+    assert training.Checkpoints.for_reuse(fresh, mnist_small, size, 0).path.name in stored
+    monkeypatch.setattr(training, "code_version", lambda: "other helpers code")
+    assert training.Checkpoints.for_reuse(fresh, mnist_small, size, 0).path.name not in stored
