@@ -228,6 +228,8 @@ class Checkpoints:
                   for p in learner_parameters(learner)]
         options = {k: v for k, v in sorted(vars(learner).items()) if isinstance(v, (int, float, str, bool))}
         options["lr"] = [group["lr"] for optimizer in learner.optimizers for group in optimizer.param_groups]
+        probe = getattr(learner, "probe", None)      # what measure() looks at is part of the run, too
+        options["probe"] = None if probe is None else [(tuple(t.shape), round(float(t.double().sum()), 6)) for t in probe]
         key = hashlib.sha256(repr((shapes, options, asdict(size), seed) + more).encode()).hexdigest()[:12]
         return f"{learner.method}_{len(learner.model)}layers_{size.name}_seed{seed}_{key}.pt"
 
