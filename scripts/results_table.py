@@ -163,6 +163,8 @@ def seeds_table(record):
         mean, sd = spread(values)
         if label == "backprop" or not base:
             versus = ""
+        elif min(len(values), len(base)) < 3:
+            versus = "fewer than 3 seeds: not compared"
         elif separated(values, base):
             versus = "higher (seeds separate)" if min(values) > max(base) else "lower (seeds separate)"
         else:
@@ -190,11 +192,13 @@ def render(directory=RESULTS):
                   f"Run size **{record['size']}** on {record['device']}, torch {record['torch']}, "
                   f"{record['seconds']:.0f} s of training, written {record.get('written', '?')}.", "",
                   RENDERERS.get(record["notebook"], table)(record), ""]
-    for path in sorted(directory.glob("seeds_*.json")):
-        record = json.loads(path.read_text())
+    seeds = [json.loads(path.read_text()) for path in directory.glob("seeds_*.json")]
+    for record in sorted(seeds, key=lambda r: r["runs"][0]["schedule"]["iterations"] if r["runs"] else 0):
+        threads = sorted({run.get("threads", "?") for run in record["runs"]}, key=str)
         parts += [f"## Over seeds: {record['size']} size", "",
                   f"`make seeds SG_SIZE={record['size']}` on {record['device']}, torch {record['torch']}, "
-                  f"{record.get('threads', '?')} threads, written {record.get('written', '?')}.", "",
+                  f"{' or '.join(map(str, threads))} thread(s) per run (a run's last digits depend on it), "
+                  f"written {record.get('written', '?')}.", "",
                   seeds_table(record), ""]
     parts.append(NOTES)
     out = directory / "README.md"
