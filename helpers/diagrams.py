@@ -79,25 +79,34 @@ def backprop(layers=3):
     return fig
 
 
+def _decoupled(title, layers, synthesizer, box_width, target="true", lower="synthetic", conditioned=False):
+    """The update-unlocked stack shared by DNI, cDNI, the synthetic loss and the critic: block i's output goes
+    up without waiting, a model beside it (`synthesizer`, a format string of i) hands it its gradient at once,
+    and that model learns from what the block above sends down (`target` at the top, `lower` below)."""
+    fig, ax = _canvas(title, width=5.2)
+    blocks = _stack(ax, layers)
+    _box(ax, 3.5, 1.3, "$x$", w=1.0, h=0.6)
+    _arrow(ax, (3.5, 1.6), (3.5, blocks[0][1] - 0.45), "forward")
+    edge = box_width / 2
+    for i, (a, b) in enumerate(zip(blocks, blocks[1:])):
+        _arrow(ax, (a[0] - 0.4, a[1] + 0.45), (b[0] - 0.4, b[1] - 0.45), "unlocked")
+        m = _box(ax, 7.6, a[1] + 0.55, synthesizer.format(i + 1), color=SYNTHETIC, w=box_width, h=0.7)
+        _arrow(ax, (a[0] + 1.1, a[1] + 0.1), (m[0] - edge, m[1] - 0.1), "forward")          # h_i into the model
+        _arrow(ax, (m[0] - edge, m[1] - 0.3), (a[0] + 1.1, a[1] - 0.2), "synthetic")         # the gradient it hands back
+        kind = target if i == len(blocks) - 2 else lower                                      # what it learns from
+        _arrow(ax, (b[0] + 1.1, b[1] - 0.3), (m[0], m[1] + 0.35), kind, rad=-0.2)
+        if conditioned:
+            _arrow(ax, (9.7, m[1]), (m[0] + edge, m[1]), "context")
+    if conditioned:
+        ax.text(9.75, blocks[0][1] + 0.55, "$y$", color=CONTEXT, fontsize=9, va="center")
+    return fig, ax
+
+
 def dni(layers=3, conditioned=False):
     """DNI (or cDNI): each block's output goes up without waiting; its synthesizer M_i hands it a synthetic
     gradient at once; M_i learns from the gradient the block above sends down (true at the top)."""
     name = "cDNI" if conditioned else "DNI"
-    fig, ax = _canvas(f"{name}: update right after the forward step", width=5.2)
-    blocks = _stack(ax, layers)
-    _box(ax, 3.5, 1.3, "$x$", w=1.0, h=0.6)
-    _arrow(ax, (3.5, 1.6), (3.5, blocks[0][1] - 0.45), "forward")
-    for i, (a, b) in enumerate(zip(blocks, blocks[1:])):
-        _arrow(ax, (a[0] - 0.4, a[1] + 0.45), (b[0] - 0.4, b[1] - 0.45), "unlocked")
-        m = _box(ax, 7.6, a[1] + 0.55, f"$M_{i + 1}$", color=SYNTHETIC, w=1.3, h=0.7)
-        _arrow(ax, (a[0] + 1.1, a[1] + 0.1), (m[0] - 0.65, m[1] - 0.1), "forward")          # h_i into M_i
-        _arrow(ax, (m[0] - 0.65, m[1] - 0.3), (a[0] + 1.1, a[1] - 0.2), "synthetic")         # M_i's gradient
-        kind = "true" if i == len(blocks) - 2 else "synthetic"                                # its target
-        _arrow(ax, (b[0] + 1.1, b[1] - 0.3), (m[0], m[1] + 0.35), kind, rad=-0.2)
-        if conditioned:
-            _arrow(ax, (9.7, m[1]), (m[0] + 0.65, m[1]), "context", label="")
-    if conditioned:
-        ax.text(9.75, blocks[0][1] + 0.55, "$y$", color=CONTEXT, fontsize=9, va="center")
+    fig, ax = _decoupled(f"{name}: update right after the forward step", layers, "$M_{}$", 1.3, conditioned=conditioned)
     _legend(ax, ["forward", "unlocked", "true", "synthetic"] + (["context"] if conditioned else []))
     return fig
 
@@ -106,17 +115,7 @@ def synthetic_loss(layers=3, critic=True):
     """Synthetic loss / critic: each block descends the slope of a learned loss L-hat_i(h_i, y); the critic
     also fits that slope to the gradient the block above sends down (Sobolev training)."""
     title = "critic (values and slopes)" if critic else "synthetic loss (values only)"
-    fig, ax = _canvas(title, width=5.2)
-    blocks = _stack(ax, layers)
-    _box(ax, 3.5, 1.3, "$x$", w=1.0, h=0.6)
-    _arrow(ax, (3.5, 1.6), (3.5, blocks[0][1] - 0.45), "forward")
-    for i, (a, b) in enumerate(zip(blocks, blocks[1:])):
-        _arrow(ax, (a[0] - 0.4, a[1] + 0.45), (b[0] - 0.4, b[1] - 0.45), "unlocked")
-        m = _box(ax, 7.6, a[1] + 0.55, f"$\\hat L_{i + 1}(h, y)$", color=SYNTHETIC, w=2.0, h=0.7)
-        _arrow(ax, (a[0] + 1.1, a[1] + 0.1), (m[0] - 1.0, m[1] - 0.1), "forward")
-        _arrow(ax, (m[0] - 1.0, m[1] - 0.3), (a[0] + 1.1, a[1] - 0.2), "synthetic", label="")
-        kind = "true" if i == len(blocks) - 2 else "synthetic"
-        _arrow(ax, (b[0] + 1.1, b[1] - 0.3), (m[0], m[1] + 0.35), kind if critic else "context", rad=-0.2)
+    fig, ax = _decoupled(title, layers, "$\\hat L_{}(h, y)$", 2.0, **({} if critic else {"target": "context", "lower": "context"}))
     _legend(ax, ["forward", "unlocked", "true", "synthetic", "context"])
     return fig
 

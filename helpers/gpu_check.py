@@ -102,7 +102,7 @@ def check_checkpoint(device, dataset):
         return learners.make("cdni", models.fcn(3, hidden=32).to(device), 1e-3)
     whole = training.train(learner(), dataset, schedule, progress=False, checkpoint=False)
     with tempfile.TemporaryDirectory() as folder:
-        interrupted, real_step, calls = learner(), None, []
+        interrupted, calls = learner(), []
         real_step = interrupted.step
 
         def step(x, y):

@@ -7,6 +7,7 @@ Published numbers are the verified ones in this series' sources (see each row's 
 trained for different schedules, so read the ordering and the gaps, not the decimals.
 """
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -136,9 +137,8 @@ PUBLISHED_SEEDS = {
 
 
 def spread(values):
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return mean, sd
+    """Mean and standard deviation (n - 1; 0 for one value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def separated(a, b):

@@ -54,12 +54,6 @@ def summary(values):
             "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "max": max(values)}
 
 
-def separated(a, b):
-    """True when two sets of seeds do not overlap: every seed of one is above every seed of the other.
-    The series calls a difference a difference only then."""
-    return min(a) > max(b) or min(b) > max(a)
-
-
 @contextlib.contextmanager
 def locked(path):
     """Hold an exclusive lock on `path`'s lock file (where the OS has fcntl), so that processes running
