@@ -73,10 +73,11 @@ SG_SIZE ?= quick
 notebooks: $(VENV)/.installed data
 	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 $(PY) scripts/run_notebooks.py
 
-## Render every notebook, outputs included, to reveal.js slides in build/slides/ (open the .slides.html files).
+## Render every notebook, outputs included, to reveal.js slides in build/slides/ (open the .slides.html files)
+## that work with no network: reveal.js and MathJax come from the npm registry into build/slides/vendor/ once.
 slides: $(VENV)/.installed
 	$(PY) scripts/slides.py --check
-	$(VENV)/bin/jupyter nbconvert --to slides --output-dir build/slides notebooks/[0-9][0-9]_*.ipynb
+	$(PY) scripts/slides.py --build
 
 ## The MNIST FCN methods of notebooks 01-06 over seeds 0-2 at $(SG_SIZE) (quick: every method; long: r2rt's
 ## 25k-iteration schedule for backprop, no backprop, cDNI and DNI); resumable; results/seeds_<size>.json.

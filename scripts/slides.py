@@ -1,28 +1,62 @@
-"""Slide metadata for presenting the notebooks (reveal.js via nbconvert, or live with jupyterlab-rise).
+"""Slides for presenting the notebooks: the slide metadata rules, their check, and offline reveal.js decks.
 
-    python scripts/slides.py            # (re)apply slide types to every notebook, in place
-    python scripts/slides.py --check    # exit 1 if a notebook's slide types differ from the rules
+    python scripts/slides.py            # (re)apply slide types to every notebook, in place; print slide sizes
+    python scripts/slides.py --check    # exit 1 if slide types differ from the rules or a slide breaks a rule
+    python scripts/slides.py --build    # render every notebook to build/slides/*.slides.html (`make slides`)
 
 Rules, so that a reading group sees the argument and not the plumbing:
-- the title cell and every `## ` section start a slide; `### ` starts a sub-slide;
+- the title cell and every `## ` section start a slide (a `# Part` heading too); `### ` starts a sub-slide;
+- "What we saw", "Summary", "Exercises" and "References" are `## ` sections, each in a cell of its own, so each
+  starts a slide; no `## ` heading may sit inside a cell, where it would start nothing;
 - a code cell that draws a figure, or has more than 12 lines, gets a sub-slide of its own;
 - the set-up cell, the "checks" and "save results" cells are skipped;
-- a markdown cell starting with "**Speaker notes**" becomes speaker notes;
+- a markdown cell starting with "**Speaker notes**" becomes speaker notes, and every `## ` section has some;
+- a markdown cell that would take its slide past LIMIT characters of prose starts a sub-slide (a continuation);
+  one cell over LIMIT on its own is an error: split it at a paragraph or move detail into the speaker notes;
 - everything else continues the current slide.
+
+The decks work with no network: reveal.js and MathJax are installed from the npm registry into
+build/slides/vendor/ on the first build (kept afterwards), and the template points at them by relative paths.
 """
 import argparse
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "slides"
+LIMIT = 1000                      # characters of prose on one slide or sub-slide
+END_SECTIONS = ("## What we saw", "## Summary", "## Exercises", "## References")
+NOTES = "**Speaker notes**"
+STARTS = {"slide", "subslide"}
+# nbconvert's reveal template is written for reveal.js 4.0.2 (its CDN default) and its layout (dist/, plugin/);
+# MathJax 3 because the template's MathJax 2 calls are replaced below.
+PACKAGES = {"reveal.js": "4.0.2", "mathjax": "3.2.2"}
+VENDOR_FILES = ("reveal.js/dist/reveal.js", "reveal.js/plugin/notes/notes.js", "mathjax/es5/tex-chtml-full.js")
+
+LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 
 
-def slide_type(cell, previous):
+def prose(cell):
+    """Characters a reader sees: markdown text with link targets and HTML tags left out (a badge is its label)."""
+    if cell.cell_type != "markdown":
+        return 0
+    text, previous = cell.source, None
+    while text != previous:          # a badge is a link around an image: strip both layers
+        previous, text = text, LINK.sub(r"\1", text)
+    return len(TAG.sub("", text).strip())
+
+
+def slide_type(cell, previous, on_slide):
+    """The slide type the rules give `cell`, after `previous`, with `on_slide` characters already on the slide."""
     text = cell.source.lstrip()
     if cell.cell_type == "markdown":
-        if text.startswith("**Speaker notes**"):
+        if text.startswith(NOTES):
             return "notes"
         if text.startswith("# ") or text.startswith("## "):
             return "slide"
@@ -30,6 +64,8 @@ def slide_type(cell, previous):
             return "subslide"
         if text.startswith("Checks that hold") or text.startswith("Save what this run"):
             return "skip"
+        if on_slide and on_slide + prose(cell) > LIMIT:
+            return "subslide"
         return "-"
     if "google.colab" in text or "save_results(" in text:
         return "skip"
@@ -43,32 +79,154 @@ def slide_type(cell, previous):
 
 def apply(notebook):
     """Set `metadata.slideshow.slide_type` on every cell; returns the number of cells changed."""
-    changed, previous = 0, None
+    changed, previous, on_slide = 0, None, 0
     for cell in notebook.cells:
-        wanted = slide_type(cell, previous)
+        wanted = slide_type(cell, previous, on_slide)
         if cell.metadata.get("slideshow", {}).get("slide_type") != wanted:
             cell.metadata["slideshow"] = {"slide_type": wanted}
             changed += 1
+        if wanted in STARTS:
+            on_slide = 0
+        if wanted not in ("notes", "skip"):
+            on_slide += prose(cell)
         previous = cell
     return changed
 
 
+def kind(cell):
+    return cell.metadata.get("slideshow", {}).get("slide_type", "-")
+
+
+def slides(notebook):
+    """The (sub-)slides as nbconvert builds them from the metadata: a list of (first line, characters of prose)."""
+    found = []
+    for cell in notebook.cells:
+        if kind(cell) in ("notes", "skip"):
+            continue
+        if kind(cell) in STARTS or not found:
+            found.append([cell.source.strip().splitlines()[0][:60] if cell.source.strip() else "", 0])
+        found[-1][1] += prose(cell)
+    return [tuple(s) for s in found]
+
+
+def problems(notebook, name):
+    """Every broken rule in one notebook, each naming the notebook and the slide."""
+    found = []
+    for number, (title, size) in enumerate(slides(notebook), start=1):
+        if size > LIMIT:
+            found.append(f"{name}, slide {number} ({title!r}): {size} characters of prose, over {LIMIT}; split it at "
+                         "a paragraph or move detail into a **Speaker notes** cell")
+    section, has_notes, number = None, True, 0
+    for cell in notebook.cells + [nbformat.v4.new_markdown_cell("## (end)")]:
+        if kind(cell) in STARTS or (number == 0 and kind(cell) not in ("notes", "skip")):
+            number += 1
+        text = cell.source.lstrip()
+        if cell.cell_type != "markdown":
+            continue
+        where = f"{name}, slide {number}"
+        if text.startswith("# ") or text.startswith("## "):
+            if section and not has_notes:
+                found.append(f"{section}: no **Speaker notes** cell in this section")
+            section = f"{where} ({text.splitlines()[0]!r})" if text.startswith("## ") else None
+            has_notes = False
+        has_notes = has_notes or text.startswith(NOTES)
+        inside = [line for line in text.splitlines()[1:] if line.startswith("## ")]
+        if inside:
+            found.append(f"{where}: {inside[0]!r} sits inside a cell; start a new cell there so it starts a slide")
+        if text.startswith(END_SECTIONS) and kind(cell) != "slide":
+            found.append(f"{where}: {text.splitlines()[0]!r} is not a slide of its own")
+    return found
+
+
+# The reveal template of nbconvert, with every file it loads served from vendor/: jQuery, require.js and mermaid
+# (used by none of these decks) are dropped, MathJax 3 replaces the CDN's MathJax 2, reveal.js loads directly.
+TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}
+<script>
+window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\(', '\\)']], displayMath: [['$$', '$$'], ['\\[', '\\]']],
+                        processEscapes: true, tags: 'ams'}};
+</script>
+<script src="vendor/node_modules/mathjax/es5/tex-chtml-full.js"></script>
+<style>a[href*="colab.research.google.com"] { display: none; }  /* the Open-in-Colab badge: a link, not a slide */</style>
+{%- endblock html_head_js_mathjax -%}
+{% block footer_js %}
+<script src="{{ resources.reveal.url_prefix }}/dist/reveal.js"></script>
+<script src="{{ resources.reveal.url_prefix }}/plugin/notes/notes.js"></script>
+<script>
+Reveal.initialize({controls: true, progress: true, history: true, plugins: [RevealNotes],
+                   transition: "{{ resources.reveal.transition | default('slide', true) }}",
+                   slideNumber: "{{ resources.reveal.number | default('', true) }}",
+                   width: {{ resources.reveal.width | default('960', true) }},
+                   height: {{ resources.reveal.height | default('700', true) }}});
+</script>
+{% endblock footer_js %}
+"""
+
+
+def vendor(out=OUT):
+    """reveal.js and MathJax under out/vendor, from the npm registry the first time; kept for later builds."""
+    root = out / "vendor"
+    if all((root / "node_modules" / f).is_file() for f in VENDOR_FILES):
+        return root
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("`make slides` needs npm to fetch reveal.js and MathJax once (Debian/Ubuntu: "
+                         "apt-get install npm; elsewhere install Node.js, which includes npm)")
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run([npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error",
+                    *(f"{name}@{version}" for name, version in PACKAGES.items())], check=True)
+    return root
+
+
+def build(paths, out=OUT):
+    """Render each notebook, outputs included, to out/<name>.slides.html that opens with no network."""
+    from jinja2 import DictLoader
+    from nbconvert import SlidesExporter
+
+    vendor(out)
+    exporter = SlidesExporter(extra_loaders=[DictLoader({"offline.html.j2": TEMPLATE})],
+                              template_file="offline.html.j2", reveal_url_prefix="vendor/node_modules/reveal.js",
+                              reveal_theme="white")   # "white" loads its fonts from vendor/, "simple" from Google
+    written = []
+    for path in paths:
+        body, _ = exporter.from_filename(str(path))
+        target = out / (Path(path).stem + ".slides.html")
+        target.write_text(body, encoding="utf-8")
+        written.append(target)
+    return written
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a rule is broken")
+    parser.add_argument("--build", action="store_true", help="render offline reveal.js decks into build/slides/")
     parser.add_argument("paths", nargs="*")
     args = parser.parse_args()
     paths = [Path(p) for p in args.paths] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    stale = []
+    if args.build:
+        for target in build(paths):
+            print(target.relative_to(ROOT) if target.is_relative_to(ROOT) else target)
+        return
+    stale, broken = [], []
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
         if apply(notebook):
             stale.append(path.name)
             if not args.check:
                 nbformat.write(notebook, path)
-    if args.check and stale:
-        sys.exit(f"slide metadata out of date in {', '.join(stale)}: run python scripts/slides.py")
+        if args.check:   # what nbconvert would build from the metadata as it is on disk
+            notebook = nbformat.read(path, as_version=4)
+        sizes = [size for _, size in slides(notebook)]
+        print(f"{path.name}: {len(sizes)} slides, the largest {max(sizes)} characters of prose")
+        broken += problems(notebook, path.name)
     print(("out of date: " if args.check else "updated: ") + (", ".join(stale) or "none"))
+    if args.check and stale:
+        broken.append(f"slide metadata out of date in {', '.join(stale)}: run python scripts/slides.py")
+    if broken and args.check:
+        sys.exit("\n".join(broken))
+    for problem in broken:
+        print("rule broken:", problem, file=sys.stderr)
 
 
 if __name__ == "__main__":

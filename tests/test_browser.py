@@ -1,11 +1,14 @@
-"""A real browser: JupyterLab on 127.0.0.1, the gradient explorer of notebook 02 run in headless Chromium.
+"""A real browser: headless Chromium on the gradient explorer of notebook 02 and on one slide deck, offline.
 
-It runs a copy of the notebook at the smoke size, moves the explorer's checkpoint slider, and checks that the
-figure changed and that no cell raised. A screenshot is saved to build/artifacts/ for CI. Skipped, with the
-reason, only where Chromium, its driver or selenium are missing (`.ci/run` installs Debian's chromium and
-chromium-driver). The server it starts is stopped by its PID, whatever happens.
+The first test runs a copy of notebook 02 at the smoke size in JupyterLab on 127.0.0.1, moves the explorer's
+checkpoint slider, and checks that the figure changed and that no cell raised. The second builds notebook 00's
+deck the way `make slides` does and opens it from file:// with the network cut off, to check that it works in a
+room with no internet. Screenshots are saved to build/artifacts/ for CI. Skipped, with the reason, only where
+Chromium, its driver, selenium (or, for the deck, npm) are missing (`.ci/run` installs Debian's chromium and
+chromium-driver). The server the first test starts is stopped by its PID, whatever happens.
 """
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -15,15 +18,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import slides  # noqa: E402
 ARTIFACTS = ROOT / "build" / "artifacts"
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                 reason="Chromium or chromedriver missing: apt-get install chromium chromium-driver")
 
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -77,16 +84,35 @@ def lab(tmp_path):
         assert process.poll() is not None, "the JupyterLab server is stopped"
 
 
-@pytest.fixture
-def browser(tmp_path_factory):
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def chromium(tmp_path_factory, *extra):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}", "--window-size=1500,1300"):
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}", "--window-size=1500,1300", *extra):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
+
+
+@pytest.fixture
+def browser(tmp_path_factory):
+    driver = chromium(tmp_path_factory)
     try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def offline_browser(tmp_path_factory):
+    """Chromium that can reach no host: every name resolves to nothing and network access is emulated off."""
+    driver = chromium(tmp_path_factory, "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9")
+    try:
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions",
+                               {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0})
         yield driver
     finally:
         driver.quit()
@@ -135,3 +161,47 @@ def test_gradient_explorer_in_a_real_browser(lab, browser):
     assert explorer_image(browser) != before
     labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".widget-label")]
     assert "iteration 20" in labels, labels   # the caption follows the slider to the first checkpoint
+
+
+DECK = ROOT / "notebooks" / "00_introduction.ipynb"   # the smallest deck
+
+
+def raw_tex(driver):
+    """Markdown text on the slides that still shows $...$, i.e. maths MathJax has not typeset."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('.reveal .slides section .jp-MarkdownOutput'))"
+        ".map(e => e.innerText).filter(t => /\\$[^$\\s][^$]*\\$/.test(t));")
+
+
+REMOTE = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
+
+
+@pytest.mark.skipif(shutil.which("npm") is None and not all(
+    (slides.OUT / "vendor" / "node_modules" / f).is_file() for f in slides.VENDOR_FILES),
+    reason="npm missing (apt-get install npm): it fetches reveal.js and MathJax for the slides once")
+def test_a_slide_deck_works_offline(offline_browser):
+    """Notebook 00's deck, built as `make slides` builds it, renders as slides with typeset maths, offline."""
+    deck, = slides.build([DECK])
+    html = deck.read_text(encoding="utf-8")
+    assert not REMOTE.search(html), "no script or style sheet is loaded from the network"
+    expected = len(slides.slides(nbformat.read(DECK, as_version=4)))
+    offline_browser.get(deck.as_uri())
+    wait = WebDriverWait(offline_browser, 60, poll_frequency=0.5)
+    wait.until(lambda d: d.execute_script("return !!(window.Reveal && Reveal.isReady && Reveal.isReady());"))
+    assert offline_browser.execute_script("return Reveal.getTotalSlides();") == expected
+    typeset = lambda d: d.execute_script("return document.querySelector('mjx-container') !== null;") and not raw_tex(d)
+    try:
+        wait.until(typeset)
+    except TimeoutException:
+        pass
+    assert offline_browser.execute_script("return document.querySelector('mjx-container') !== null;"), "MathJax ran"
+    assert not raw_tex(offline_browser), f"maths left as raw TeX: {raw_tex(offline_browser)[0][:300]}"
+    # show the first slide with a display formula, and save it
+    offline_browser.execute_script(
+        "const m = document.querySelector('mjx-container[display=\"true\"]') || document.querySelector('mjx-container');"
+        "const s = m.closest('section'); const i = Reveal.getIndices(s); Reveal.slide(i.h, i.v);")
+    time.sleep(1.5)   # the slide transition
+    assert offline_browser.execute_script(
+        "return document.querySelector('section.present mjx-container') !== null;"), "the shown slide has typeset maths"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    offline_browser.save_screenshot(str(ARTIFACTS / "slides_00.png"))
