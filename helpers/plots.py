@@ -6,6 +6,7 @@ glance; every figure says which run size produced it. Learning curves and the lo
 pipeline's timeline (09).
 """
 import math
+import statistics
 
 import matplotlib.pyplot as plt
 import torch
@@ -202,17 +203,28 @@ def recurrent_color(method):
     return method_color("backprop" if method == "tbptt" else method)
 
 
+def _once(label, seen):
+    """A legend label the first time a method is drawn, none after (several seeds share one entry)."""
+    if label in seen:
+        return None
+    seen.add(label)
+    return label
+
+
 def plot_curriculum(histories, size=None, x="characters"):
     """One panel per truncation T: the curriculum level (copy length being trained) over training, one
-    curve per method. x: "characters" (time steps read: window steps x T) or "windows"."""
+    line per run (several seeds of a method share its colour). x: "characters" (time steps read: window
+    steps x T) or "windows"."""
     windows = sorted({h.meta["window"] for h in histories})
-    fig, axes = plt.subplots(1, len(windows), figsize=(3.2 * len(windows), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(windows), figsize=(4.2 * len(windows), 3.4), sharey=True, squeeze=False)
     for ax, window in zip(axes[0], windows):
+        seen = set()
         for h in (h for h in histories if h.meta["window"] == window):
             scale = window if x == "characters" else 1
             steps = [0] + [s * scale for s in h.iteration]
-            ax.step(steps, [1] + h.extra["level"], where="post", color=recurrent_color(h.method),
-                    label=RECURRENT_LABELS[h.method])
+            offset = 0.04 * (h.meta.get("seed", 0) - 1)          # seeds drawn a hair apart, so ties stay visible
+            ax.step(steps, [1 + offset] + [v + offset for v in h.extra["level"]], where="post", alpha=0.8,
+                    color=recurrent_color(h.method), label=_once(RECURRENT_LABELS[h.method], seen))
         ax.set_title(f"T = {window}")
         ax.set_xlabel(f"{x} read")
         ax.grid(alpha=0.3)
@@ -224,20 +236,55 @@ def plot_curriculum(histories, size=None, x="characters"):
 
 
 def plot_solved(histories, size=None):
-    """Grouped bars: the longest copy length solved for each T and method."""
+    """The longest copy length solved, for each T and method: one dot per seed, a bar at the median."""
     windows = sorted({h.meta["window"] for h in histories})
     methods = [m for m in RECURRENT_LABELS if any(h.method == m for h in histories)]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
-        solved = {h.meta["window"]: h.meta["solved"] for h in histories if h.method == method}
-        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(windows))]
-        ax.bar(xs, [solved.get(w, 0) for w in windows], width, color=recurrent_color(method), label=RECURRENT_LABELS[method])
+        for j, window in enumerate(windows):
+            solved = sorted(h.meta["solved"] for h in histories if h.method == method and h.meta["window"] == window)
+            if not solved:
+                continue
+            x = j + (i - (len(methods) - 1) / 2) * width
+            ax.bar(x, statistics.median(solved), width, color=recurrent_color(method), alpha=0.45,
+                   label=RECURRENT_LABELS[method] if j == 0 else None)
+            spread = [x + width * 0.25 * (k - (len(solved) - 1) / 2) for k in range(len(solved))]
+            ax.plot(spread, solved, "o", color=recurrent_color(method), ms=5, mec="black", mew=0.5)
     ax.set_xticks(range(len(windows)), [f"T = {w}" for w in windows])
-    ax.set_ylabel("longest copy length solved")
-    ax.set_title("Copy task: longest length solved within the budget" + _suffix(size))
+    ax.set_ylabel("longest length solved")
+    task = histories[0].meta.get("task", "copy").replace("_", "-")
+    ax.set_title(f"{task.capitalize()}: longest length solved (dots: seeds, bars: median)" + _suffix(size), fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
+    return fig
+
+
+def plot_future_cosine(histories, size=None, title=None):
+    """Left: the error over training (bits per output vector at the length being trained), every run.
+    Right: for the runs with a synthesizer, the whole-batch cosine between its prediction and the true
+    discounted future gradient at window boundaries (history.extra["cos_future"]), over training."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+    seen_left, seen_right = set(), set()
+    for h in histories:
+        characters = [s * h.meta["window"] for s in h.iteration]
+        label = f"{RECURRENT_LABELS[h.method]}, T = {h.meta['window']}"
+        style = "-" if h.meta["window"] == min(g.meta["window"] for g in histories) else "--"
+        left.plot(characters, h.train_loss, style, color=recurrent_color(h.method), alpha=0.8, label=_once(label, seen_left))
+        if "cos_future" in h.extra:
+            right.plot(characters, h.extra["cos_future"], style, color=recurrent_color(h.method), alpha=0.8,
+                       label=_once(label, seen_right))
+    left.set_xlabel("characters read")
+    left.set_ylabel("error (bits per output vector)")
+    left.set_title(title or "Error at the length being trained" + _suffix(size), fontsize=10)
+    right.axhline(0, color="black", lw=0.8)
+    right.set_xlabel("characters read")
+    right.set_ylabel("cosine (whole batch)")
+    right.set_title("Synthetic vs true future gradient at the window boundary", fontsize=10)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
@@ -273,11 +320,15 @@ def plot_reach(norms, window, cosines, size=None):
 
 
 def plot_text(histories, size=None):
-    """Training bits per character over the characters read, one curve per method (held-out in the legend)."""
+    """Training bits per character over the characters read, one line per run (seeds share a colour; the
+    legend gives each method's held-out bits per character, mean over its seeds)."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for h in histories:
-        ax.plot([s * h.meta["window"] for s in h.iteration], h.train_loss, color=recurrent_color(h.method),
-                label=f"{RECURRENT_LABELS[h.method]} (held-out {h.meta['test_bpc']:.2f} bpc)")
+    for method in [m for m in RECURRENT_LABELS if any(h.method == m for h in histories)]:
+        runs = [h for h in histories if h.method == method]
+        held_out = statistics.fmean(h.meta["test_bpc"] for h in runs)
+        for k, h in enumerate(runs):
+            ax.plot([s * h.meta["window"] for s in h.iteration], h.train_loss, color=recurrent_color(method), alpha=0.8,
+                    label=f"{RECURRENT_LABELS[method]} (held-out {held_out:.3f} bpc, mean of {len(runs)})" if k == 0 else None)
     ax.set_xlabel("characters read")
     ax.set_ylabel("training bits per character")
     ax.set_title(f"Character model, T = {histories[0].meta['window']}" + _suffix(size))

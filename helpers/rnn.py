@@ -202,9 +202,10 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
     - extra["level"] (with a curriculum): the copy length being trained at each log;
     - meta: the window, "level_at" (window step each level was reached) and "solved" (longest length
       passed) with a curriculum; `seconds` the wall time at each log;
-    - extra["cos_future"] (DNI with a `probe` = (x, y, mask), a stretch several windows long): at each log,
-      the mean whole-batch cosine between the synthesizer's prediction at the probe's window boundaries and
-      the true discounted future gradient there (`synthetic_gradient_cosine`; measured, never learned from).
+    - extra["cos_future"] (DNI with a `probe` = (x, y, mask), a stretch several windows long, or a function
+      of the current copy length that returns one): at each log, the mean whole-batch cosine between the
+      synthesizer's prediction at the probe's window boundaries and the true discounted future gradient
+      there (`synthetic_gradient_cosine`; measured on a copy of nothing, never learned from).
 
     A NaN or infinite loss raises `training.DivergenceError` naming the window step.
     """
@@ -237,7 +238,8 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
                 history.extra.setdefault("level", []).append(curriculum.level)
                 bar.set_postfix(level=curriculum.level)
             if probe is not None and trainer.synthesizer is not None:
-                cosines = synthetic_gradient_cosine(trainer, *probe, boundaries=probe[0].shape[1] // trainer.window - 2)
+                stretch = probe(curriculum.level if curriculum else None) if callable(probe) else probe
+                cosines = synthetic_gradient_cosine(trainer, *stretch, boundaries=stretch[0].shape[1] // trainer.window - 2)
                 history.extra.setdefault("cos_future", []).append(sum(cosines) / len(cosines))
             errors_sum, scored = 0.0, 0.0
     if curriculum is not None:
@@ -246,17 +248,36 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
 
 
 def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_LR, repeat=False, max_repeats=3,
-               bits=8, threshold=0.15, log_every=100, seed=0, progress=True, device=None, **trainer_options):
-    """An LSTM on the copy (or repeat-copy) stream with the curriculum, for `steps` windows, on `device`
-    (default: config.device()). Returns (trainer, history); see `train_windows` for the history."""
+               bits=8, threshold=0.15, log_every=100, seed=0, progress=True, device=None, length=None, measure=False,
+               **trainer_options):
+    """An LSTM on the copy (or repeat-copy) stream for `steps` windows, on `device` (default:
+    config.device()). With `length=None` the curriculum starts at length 1 and moves up; with a `length`
+    every episode has that length and there is no curriculum. `measure=True` (DNI) records at each log the
+    cosine of the synthetic gradient to the true discounted future gradient, on a fixed stretch of 64
+    sequences at the length being trained (`probe_stretch`). Returns (trainer, history); see
+    `train_windows` for the history."""
     torch.manual_seed(seed)
-    stream = CopyStream(batch, bits, level=1, repeat=repeat, max_repeats=max_repeats, seed=seed)
+    stream = CopyStream(batch, bits, level=length or 1, repeat=repeat, max_repeats=max_repeats, seed=seed)
     model = RecurrentModel(stream.inputs, bits, hidden).to(device or config.device())
     trainer = WindowedTrainer(model, window, method, lr=lr, loss=bits_loss, **trainer_options)
-    curriculum = Curriculum(threshold, outputs_per_length=(1 + max_repeats) / 2 if repeat else 1.0)
-    history = train_windows(trainer, stream, steps, log_every, curriculum, progress=progress)
+    curriculum = None if length else Curriculum(threshold, outputs_per_length=(1 + max_repeats) / 2 if repeat else 1.0)
+    probe = None
+    if measure:
+        def probe(level):
+            return probe_stretch(level or length, window, bits, repeat, max_repeats)
+    history = train_windows(trainer, stream, steps, log_every, curriculum, progress=progress, probe=probe)
     history.meta["task"] = "repeat_copy" if repeat else "copy"
+    history.meta["seed"] = seed
+    if length:
+        history.meta["length"] = length
     return trainer, history
+
+
+def probe_stretch(level, window, bits=8, repeat=False, max_repeats=3, batch=64, windows=14, seed=10_007):
+    """A fixed stretch of `windows` windows of the copy stream at `level`, the same for every run: where
+    `synthetic_gradient_cosine` compares M's predictions with the true future gradient."""
+    stream = CopyStream(batch, bits, level=level, repeat=repeat, max_repeats=max_repeats, seed=seed)
+    return stream.next_window(window * windows)[:3]
 
 
 @torch.no_grad()
@@ -287,6 +308,54 @@ def train_text(method, window, steps, train_codes, test_codes, vocab, hidden=128
     history.meta["task"] = "text"
     history.meta["test_bpc"], history.meta["test_accuracy"] = text_bpc(model, test_codes, vocab)
     return trainer, history
+
+
+def _worker(job):
+    """One run of a grid, as `run_many` hands it to a worker process (or runs it here): job = ("copy", options for `train_copy`) or
+    ("text", options for `train_text`). Uses one thread, as every run of notebook 08 does, so that a run
+    gives the same numbers in a worker process as in the notebook's own. For a copy run it also measures
+    the copy accuracy at the next length to solve. Returns (history, the trained model's state on the CPU)."""
+    kind, options = job
+    if torch.device(options.get("device") or config.device()).type == "cpu":
+        torch.set_num_threads(1)
+    options = dict(options, progress=False)
+    if kind == "copy":
+        trainer, history = train_copy(**options)
+        history.meta["test_accuracy"] = copy_accuracy(trainer.model, history.meta.get("length") or history.meta["solved"] + 1,
+                                                      repeat=options.get("repeat", False))
+    elif kind == "text":
+        trainer, history = train_text(**options)
+        history.meta["seed"] = options.get("seed", 0)
+    else:
+        raise ValueError(f"a job is ('copy' or 'text', options), got {kind!r}.")
+    return history, {name: value.cpu() for name, value in trainer.model.state_dict().items()}
+
+
+def run_many(jobs, workers=None, desc="runs"):
+    """Run a grid of independent recurrent runs (see `_worker`), in order of the list, and return their results
+    in that order. On a CPU the runs go to `workers` processes (default: one per core), each with one
+    thread: these models are far too small to use several threads well, so a 2-core machine does two runs
+    at a time. Processes are started with `spawn` (safe in Jupyter, on macOS and with CUDA). On a GPU the
+    runs go one after the other in this process. Each run seeds itself, so the results do not depend on
+    how many workers there are."""
+    jobs = list(jobs)
+    device = config.device()
+    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    bar = tqdm(total=len(jobs), desc=desc, disable=quiet())
+    if device.type != "cpu" or workers <= 1:
+        results = []
+        for job in jobs:
+            results.append(_worker(job))
+            bar.update()
+    else:
+        import multiprocessing
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            results = []
+            for result in pool.imap(_worker, jobs, chunksize=1):
+                results.append(result)
+                bar.update()
+    bar.close()
+    return results
 
 
 @torch.no_grad()

@@ -106,3 +106,36 @@ def test_conv_gradient_view_in_the_explorer():
     assert fig.axes[1].get_title().startswith("true dL/dh") and fig.axes[2].get_title().startswith("synthetic")
     explorer.checkpoint.value = 0
     assert "iteration 10" in explorer.figure.axes[0].get_title()
+
+
+def recurrent_history(method, window, seed, solved, cos=None):
+    history = History(method, 1, iteration=[1, 2, 3], train_loss=[8.0, 4.0, 1.0])
+    history.meta.update(window=window, seed=seed, solved=solved, task="copy", test_bpc=2.0 + 0.01 * seed)
+    history.extra["level"] = [1, 2, solved + 1]
+    if cos is not None:
+        history.extra["cos_future"] = cos
+    return history
+
+
+def test_the_solved_lengths_show_every_seed_and_the_median():
+    runs = [recurrent_history(m, T, s, solved) for T in (2, 5) for m, base in (("tbptt", 0), ("dni", 2))
+            for s, solved in enumerate([base, base + 1, base + 3])]
+    fig = plots.plot_solved(runs, size="quick")
+    ax = fig.axes[0]
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert sum(len(line.get_ydata()) for line in dots) == len(runs), "one dot per seed"
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == [1, 1, 3, 3], "each bar stands at its method's median over seeds"
+    plt.close(fig)
+
+
+def test_the_future_cosine_figure_draws_only_runs_with_a_synthesizer_on_the_right():
+    runs = [recurrent_history("tbptt", 2, 0, 0), recurrent_history("dni", 2, 0, 1, cos=[0.1, 0.2, 0.3]),
+            recurrent_history("dni", 2, 1, 1, cos=[0.0, 0.1, 0.2])]
+    fig = plots.plot_future_cosine(runs, size="quick")
+    left, right = fig.axes
+    assert len(left.lines) == 3 and len([l for l in right.lines if len(l.get_xdata()) == 3]) == 2
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["DNI, T = 2"], "seeds share one legend entry"
+    fig = plots.plot_text([dict_history for dict_history in runs], size="quick")
+    assert "mean of 2" in fig.axes[0].get_legend().get_texts()[1].get_text()
+    plt.close("all")

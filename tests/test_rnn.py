@@ -180,3 +180,43 @@ def test_the_loop_can_record_the_future_gradient_cosine_over_training():
                                       probe=probe if with_probe else None))
     assert runs[0].train_loss == runs[1].train_loss and "cos_future" not in runs[0].extra
     assert len(runs[1].extra["cos_future"]) == 3 and all(-1 <= c <= 1 for c in runs[1].extra["cos_future"])
+
+
+def test_a_fixed_length_run_has_no_curriculum_and_measures_the_cosine_at_that_length():
+    """train_copy(length=N): every episode has length N, nothing moves up, and measure=True records the
+    cosine on a stretch at that length (a DNI run only)."""
+    _, history = rnn.train_copy("dni", 2, 24, hidden=8, batch=4, log_every=8, progress=False, length=2, measure=True)
+    assert "level" not in history.extra and "solved" not in history.meta and history.meta["length"] == 2
+    assert len(history.extra["cos_future"]) == 3
+    _, truncated = rnn.train_copy("tbptt", 2, 24, hidden=8, batch=4, log_every=8, progress=False, length=2, measure=True)
+    assert "cos_future" not in truncated.extra
+
+
+def test_the_curriculum_probe_follows_the_length_being_trained(monkeypatch):
+    """With a curriculum, the cosine is measured at the length the run is training at that moment."""
+    levels = []
+    real = rnn.probe_stretch
+    monkeypatch.setattr(rnn, "probe_stretch", lambda level, *a, **k: levels.append(level) or real(level, *a, **k))
+    monkeypatch.setattr(rnn.Curriculum, "update", lambda self, *a: (setattr(self, "level", self.level + 1), True)[1])
+    rnn.train_copy("dni", 2, 6, hidden=8, batch=4, log_every=3, progress=False, measure=True)
+    assert levels == [4, 7]
+
+
+def test_run_many_gives_the_same_runs_in_worker_processes_as_here():
+    """A grid of runs in spawned worker processes (one thread each) returns what the same runs give one after
+    the other in this process, in the order of the jobs, with the trained weights."""
+    jobs = [("copy", dict(method=m, window=2, steps=16, hidden=8, batch=4, log_every=8, seed=s))
+            for m in ("tbptt", "dni") for s in (0, 1)]
+    threads = torch.get_num_threads()
+    try:
+        here = rnn.run_many(jobs, workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    there = rnn.run_many(jobs, workers=2)
+    for (a, wa), (b, wb), (_, options) in zip(here, there, jobs):
+        assert a.method == b.method == options["method"] and a.meta["seed"] == options["seed"]
+        assert a.train_loss == b.train_loss and a.meta == b.meta
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert here[0][0].train_loss != here[1][0].train_loss, "another seed is another run"
+    with pytest.raises(ValueError, match="copy"):
+        rnn.run_many([("sound", {})], workers=1)
