@@ -68,8 +68,9 @@ class Unit:
         return result
 
     def learn(self, output_below=None, gradient_above=None):
-        """Phase 2: the input synthesizer regresses onto the real input that block i-1 sent up; the gradient
-        synthesizer onto the gradient that block i+1 sent down (per example, as in `dni.DNI`)."""
+        """Phase 2: the input synthesizer regresses onto the output that block i-1 sent up (computed from the
+        data for block 1, from block i-1's own synthetic input above that: see the module docstring); the
+        gradient synthesizer onto the gradient that block i+1 sent down (per example, as in `dni.DNI`)."""
         losses = []
         if self.input_synthesizer is not None:
             losses.append(regression_loss(self.input_synthesizer(self.x), output_below))
