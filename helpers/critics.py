@@ -135,7 +135,7 @@ class SyntheticLoss:
     def step(self, x, y):
         """One update-unlocked step. Returns (loss, logits) of the output layer."""
         batch = x.shape[0]
-        onehot = F.one_hot(y, self.num_classes).float()
+        onehot = F.one_hot(y, self.num_classes).to(torch.get_default_dtype())
         hidden, output = list(self.model)[:-1], self.model[-1]
         inputs, outputs, values, gradients = [], [], [], []
         h = x
@@ -181,7 +181,7 @@ class SyntheticLoss:
         """
         if self.probe is not None:
             x, y = self.probe
-        onehot = F.one_hot(y, self.num_classes).float()
+        onehot = F.one_hot(y, self.num_classes).to(torch.get_default_dtype())
         predicted, true, values, losses = predicted_and_true(self.model, self.loss_models, x, y, onehot)
         metrics = gradient_metrics(predicted, true)
         for i in range(len(predicted)):
@@ -202,7 +202,7 @@ class SyntheticLoss:
             h = b(h)
             hs.append(h)
         true = F.cross_entropy(self.model[-1](h), y, reduction="none")
-        predicted = self.loss_models[block](hs[block], F.one_hot(y, self.num_classes).float())
+        predicted = self.loss_models[block](hs[block], F.one_hot(y, self.num_classes).to(torch.get_default_dtype()))
         self.model.train(was_training)
         return predicted, true
 

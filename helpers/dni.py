@@ -59,7 +59,7 @@ class DNI:
         self.snapshots = []
 
     def context(self, y):
-        return F.one_hot(y, self.num_classes).float() if self.conditioned else None
+        return F.one_hot(y, self.num_classes).to(torch.get_default_dtype()) if self.conditioned else None
 
     def step(self, x, y):
         """One update-unlocked step. Returns (loss, logits) of the output layer.

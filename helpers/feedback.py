@@ -132,7 +132,7 @@ class DFA:
     @staticmethod
     def error(logits, y):
         """The per-example output error softmax(z) - onehot(y), i.e. batch size x dL/dz."""
-        return (logits.detach().softmax(1) - F.one_hot(y, logits.shape[1]).float())
+        return (logits.detach().softmax(1) - F.one_hot(y, logits.shape[1]).to(torch.get_default_dtype()))
 
     def received_gradients(self, model, x, y):
         h = x

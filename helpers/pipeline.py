@@ -275,7 +275,7 @@ class DecoupledStage(Stage):
         self.waiting = collections.deque()   # (work, gradient buffer, h, y, step) not yet used
 
     def context(self, y):
-        return F.one_hot(y, self.data.num_classes).float() if self.config.conditioned else None
+        return F.one_hot(y, self.data.num_classes).to(torch.get_default_dtype()) if self.config.conditioned else None
 
     def step(self, x, y, step):
         batch = x.shape[0]

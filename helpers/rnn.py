@@ -213,14 +213,16 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
     history.meta.update(window=trainer.window)
     if curriculum is not None:
         history.meta["level_at"] = [0]
-    device = trainer.model.readout.weight.device        # streams are made on the CPU; the model may not be
+    weight = trainer.model.readout.weight      # streams are made on the CPU in float32; the model may be elsewhere
+    device, dtype = weight.device, weight.dtype
     errors_sum, scored, start = 0.0, 0.0, time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc=desc or f"{trainer.method} T={trainer.window}", leave=False,
                disable=not progress or quiet())
     for step in bar:
         x, y, mask, *levels = stream.next_window(trainer.window)   # the copy streams also give each step's level
         try:
-            _, errors = trainer.step(x.to(device), y.to(device), mask.to(device))
+            y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
+            _, errors = trainer.step(x.to(device, dtype), y, mask.to(device, dtype))
             errors = errors.cpu()
         except DivergenceError as error:
             raise DivergenceError(f"{error} at window step {step:,}; try a smaller learning rate. The history up to "

@@ -30,7 +30,7 @@ def copy_episode(batch, length, bits=8, generator=None):
     target is the vector shown N+1 steps earlier (mask 1 there, 0 elsewhere).
     """
     _check(length, bits, batch)
-    sequence = torch.randint(0, 2, (batch, length, bits), generator=generator).float()
+    sequence = torch.randint(0, 2, (batch, length, bits), generator=generator).to(torch.get_default_dtype())
     steps = 2 * length + 1
     x, y, mask = torch.zeros(batch, steps, bits + 2), torch.zeros(batch, steps, bits), torch.zeros(steps)
     x[:, :length, :bits] = sequence
@@ -46,7 +46,7 @@ def repeat_copy_episode(batch, length, repeats, bits=8, generator=None):
     _check(length, bits, batch)
     if not 1 <= repeats <= MAX_REPEATS:
         raise ValueError(f"repeats must be in 1..{MAX_REPEATS}, got {repeats}.")
-    sequence = torch.randint(0, 2, (batch, length, bits), generator=generator).float()
+    sequence = torch.randint(0, 2, (batch, length, bits), generator=generator).to(torch.get_default_dtype())
     steps = length + 1 + repeats * length
     x, y, mask = torch.zeros(batch, steps, bits + 2), torch.zeros(batch, steps, bits), torch.zeros(steps)
     x[:, :length, :bits] = sequence
@@ -133,5 +133,5 @@ class TextStream:
         starts = torch.arange(self.batch) * self.row_length + self.position
         index = starts[:, None] + torch.arange(steps)[None, :]
         self.position += steps
-        x = torch.nn.functional.one_hot(self.codes[index], self.vocab).float()
+        x = torch.nn.functional.one_hot(self.codes[index], self.vocab).to(torch.get_default_dtype())
         return x, self.codes[index + 1], torch.ones(steps)

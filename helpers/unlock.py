@@ -60,7 +60,7 @@ class Unit:
             loss.backward()
             result = (None, target_from(h_in.grad, batch), loss.detach(), h.detach())
         else:
-            self.prediction = self.gradient_synthesizer(h.detach(), F.one_hot(y, self.num_classes).float())
+            self.prediction = self.gradient_synthesizer(h.detach(), F.one_hot(y, self.num_classes).to(torch.get_default_dtype()))
             h.backward(to_block(self.prediction, batch))
             grad = None if h_in.grad is None else target_from(h_in.grad, batch)
             result = (h.detach(), grad, None, None)
@@ -132,7 +132,7 @@ class FullUnlock:
         self.probe, self.snapshots = None, []
 
     def context(self, y):
-        return F.one_hot(y, self.num_classes).float()
+        return F.one_hot(y, self.num_classes).to(torch.get_default_dtype())
 
     @property
     def synthesizer_losses(self):

@@ -1,10 +1,12 @@
 """Every method's numbers, recorded once and held: a refactor of helpers/ must change none of them.
 
 `runs()` trains each method for a few dozen steps on a slice of MNIST (seed 0, CPU) and returns what
-its history recorded plus a fingerprint of the final parameters. `tests/data/regression.json` holds the
-values recorded before helpers/ was reorganised; this test compares today's with them. The tolerance
-absorbs float differences between CPUs (summation order), and is far tighter than any change of
-algorithm: a factor of 2 anywhere, a missing detach or a wrong target moves these numbers by percent.
+its history recorded plus a fingerprint of the final parameters. It trains in float64: in float32 two CPUs
+with different vector units (AVX2 against AVX-512, say) sum in different orders, and 30 Adam steps grow
+those last-digit differences to percent (cosines), more than any tolerance that still catches a bug; in
+float64 they stay far below the tolerance. `tests/data/regression.json` holds the recorded values; this
+test compares today's with them. The tolerance is far tighter than any change of algorithm: a factor of 2
+anywhere, a missing detach or a wrong target moves these numbers by percent.
 
 Record anew (only after a deliberate change of algorithm, and say so in the commit):
     SG_DEVICE=cpu python tests/test_regression.py --record
@@ -66,10 +68,22 @@ def summary(history, learner):
 
 
 def runs():
+    """Every recorded run, in float64 (see the module docstring); the default dtype is restored after."""
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
+    try:
+        return _runs()
+    finally:
+        torch.set_default_dtype(dtype)
+        torch.set_num_threads(threads)
+
+
+def _runs():
     mnist = data.load_mnist("cpu")
-    small = data.Dataset("mnist-small", mnist.x_train[:2000], mnist.y_train[:2000],
-                         mnist.x_test[:500], mnist.y_test[:500])
+    dtype = torch.get_default_dtype()
+    small = data.Dataset("mnist-small", mnist.x_train[:2000].to(dtype), mnist.y_train[:2000],
+                         mnist.x_test[:500].to(dtype), mnist.y_test[:500])
     out = {}
     for name, (method, layers, options) in FCN_RUNS.items():
         config.seed_everything(0)
