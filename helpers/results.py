@@ -78,3 +78,31 @@ def save_results(notebook, size, runs, seconds, device, directory=None, **extra)
 
 def load_results(path):
     return json.loads(pathlib.Path(path).read_text())
+
+
+COMMITTED = pathlib.Path(__file__).resolve().parent.parent / "results"   # the results that ship with the series
+
+
+def seeds(size="quick"):
+    """The seeds experiment (scripts/seeds.py, `make seeds`): every 3-layer MNIST FCN method of notebooks 01-06
+    over seeds 0-2. Read from the committed results/seeds_<size>.json, wherever $SG_RESULTS points, so that a
+    notebook can show the spread over seeds without training anything. Returns (accuracies, synthesizers,
+    iterations): {label: [test accuracy of seed 0, 1, 2, ...]}, {label: synthesizer description}, iterations."""
+    path = COMMITTED / f"seeds_{size}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make seeds SG_SIZE={size}` to make it.")
+    runs = sorted(json.loads(path.read_text())["runs"], key=lambda r: r["seed"])
+    accuracies, synthesizers = {}, {}
+    for run in runs:
+        accuracies.setdefault(run["label"], []).append(run["test_accuracy"])
+        synthesizers[run["label"]] = run.get("synthesizer", "")
+    return accuracies, synthesizers, runs[0]["schedule"]["iterations"]
+
+
+def seeds_verdict(accuracies, a, b):
+    """A difference between two methods only where every seed of one is above every seed of the other."""
+    if min(accuracies[a]) > max(accuracies[b]):
+        return f"{a} higher than {b} on every seed"
+    if max(accuracies[a]) < min(accuracies[b]):
+        return f"{a} lower than {b} on every seed"
+    return f"{a} vs {b}: no clear difference at this size (the seeds overlap)"

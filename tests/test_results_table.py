@@ -39,14 +39,21 @@ def test_cnn_rows_name_their_data_and_never_compare_a_standin(tmp_path):
     assert "| backprop | 3 | mnist |  | 98.00% | 600 |  |  |" in out     # the FCN's published 98.01% is not a CNN's
 
 
-def test_recurrent_notebook_gets_its_own_table(tmp_path):
-    runs = [{"method": m, "layers": 1, "iterations": 100, "test_accuracy": 0.5, "dataset": "copy", "window": w,
-             "solved": s} for m, w, s in (("tbptt", 2, 0), ("dni", 2, 2), ("dni_aux", 2, 1), ("tbptt", 5, 3))]
-    runs.append({"method": "dni", "layers": 1, "iterations": 100, "test_accuracy": 0.4, "dataset": "pydoc_text",
-                 "window": 5, "test_bpc": 2.3841})
+def test_recurrent_notebook_gets_its_own_table_with_every_seed(tmp_path):
+    def run(method, window, seed, **extra):
+        return {"method": method, "layers": 1, "iterations": 100, "test_accuracy": 0.5, "window": window, "seed": seed,
+                **extra}
+    runs = [run(m, w, seed, dataset="copy", solved=s + seed) for m, w, s in (("tbptt", 2, 0), ("dni", 2, 2),
+                                                                            ("dni_aux", 2, 1), ("tbptt", 5, 3))
+            for seed in (1, 0)]
+    runs += [run("dni", 5, seed, dataset="pydoc_text", test_bpc=2.3841 + seed / 100) for seed in (0, 1)]
+    runs += [run("dni", 2, 0, dataset="copy_fixed", length=2, cos_future=[0.5, 0.1, 0.3],
+                 history={"train_loss": [8.0, 1.234]})]
     results.save_results("08_recurrent", "quick", runs, 5.0, "cpu", directory=tmp_path)
     out = results_table.render(tmp_path).read_text()
-    assert "| 2 | 0 | 2 | 1 |" in out and "| 5 | 3 |  |  |" in out and "| dni | 5 | 2.384 |" in out
+    assert "| 2 | 0 1 | 2 3 | 1 2 |" in out and "| 5 | 3 4 |  |  |" in out, "seeds in order, per method and window"
+    assert "| dni | 5 | 2.384 2.394 | 2.389 |" in out
+    assert "| dni | 2 | 2 | 1 | 1.23 | 0.20 |" in out, "the fixed-length run: final error, cosine over the second half"
 
 
 def test_asynchronous_runs_are_listed_without_published_numbers(tmp_path):
@@ -92,3 +99,38 @@ def test_the_seeds_experiment_records_every_seed_and_resumes(tmp_path):
     assert len({r["test_accuracy"] for r in record["runs"] if r["label"] == "backprop"}) == 2, "seeds differ"
     again = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     assert "seed 0:" in first and "seed 0:" not in again, "a finished run is not trained again"
+
+
+def test_notebook_10_rows_are_per_method_over_seeds_and_call_a_difference_only_where_seeds_separate(tmp_path):
+    def run(method, layers, seed, accuracy, **extra):
+        return {"method": method, "layers": layers, "iterations": 600, "test_accuracy": accuracy, "seed": seed,
+                "experiment": "fcn", **extra}
+    runs = [run("backprop", 3, s, a) for s, a in enumerate((0.980, 0.981, 0.982))]
+    runs += [run("dgl", 3, s, a) for s, a in enumerate((0.979, 0.9815, 0.983))]                    # overlaps
+    runs += [run("dni", 3, s, a, synthesizer_hidden_layers=0) for s, a in enumerate((0.93, 0.94, 0.935))]
+    runs += [run("dgl_buffer", 3, s, a, experiment="staleness", buffer_size=16) for s, a in enumerate((0.97, 0.972, 0.971))]
+    runs += [run("dgl", 3, 0, 0.95, experiment="cnn", dataset="mnist", channels=16)]
+    runs += [run(m, 3, s, a, experiment="cnn", dataset="cifar10-standin", channels=16)
+             for m, accs in (("backprop", (0.60, 0.61, 0.62)), ("dgl", (0.50, 0.51, 0.52))) for s, a in enumerate(accs)]
+    results.save_results("10_after_dni", "quick", runs, 5.0, "cpu", directory=tmp_path, seeds=[0, 1, 2])
+    out = results_table.render(tmp_path).read_text().split("## Where")[0]
+    assert "| fcn | mnist | dgl | 3 |  | 600 | 3 | 97.90% 98.15% 98.30% | 98.12% | no clear difference |" in out
+    assert "| fcn | mnist | dni | 3 |  | 600 | 3 | 93.00% 94.00% 93.50% | 93.50% | lower (seeds separate) |" in out
+    assert "| staleness | mnist | dgl_buffer | 3 | 16 | 600 | 3 |" in out
+    assert "| cnn | mnist | dgl | 3 |  | 600 | 1 | 95.00% | 95.00% |  |" in out, "MNIST's CNN is not compared with the stand-in's"
+    assert "| cnn | CIFAR-10 STAND-IN (not CIFAR-10) | dgl | 3 |  | 600 | 3 | 50.00% 51.00% 52.00% | 51.00% | lower (seeds separate) |" in out
+    assert "CIFAR-10): backprop 84.47%, dni 64.74%, cdni 80.86%, dgl 85.05%." in out
+
+
+def test_notebooks_read_the_committed_seeds_wherever_results_are_written(monkeypatch, tmp_path):
+    """results.seeds reads results/seeds_quick.json that ships with the series, not $SG_RESULTS (where a run writes);
+    a difference is called only where the seeds of two methods do not overlap."""
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    accuracies, synthesizers, iterations = results.seeds("quick")
+    assert len(accuracies["backprop"]) == 3 and iterations == 5000 and synthesizers["cdni"]
+    fake = {"a": [0.90, 0.91, 0.92], "b": [0.80, 0.81, 0.95], "c": [0.5, 0.6, 0.7]}
+    assert results.seeds_verdict(fake, "a", "c") == "a higher than c on every seed"
+    assert results.seeds_verdict(fake, "c", "a") == "c lower than a on every seed"
+    assert "no clear difference" in results.seeds_verdict(fake, "a", "b")
+    with pytest.raises(FileNotFoundError, match="make seeds"):
+        results.seeds("nosuchsize")
