@@ -29,7 +29,8 @@ test-main: $(VENV)/.installed data
 		--nbval-cell-timeout=900 -q $(PYTEST_ARGS)
 
 COLAB_VENV ?= .venv-colab
-COLAB_NOTEBOOKS := notebooks/02_dni.ipynb notebooks/03_cdni.ipynb notebooks/06_full_unlock.ipynb notebooks/09_asynchronous.ipynb
+COLAB_NOTEBOOKS := notebooks/02_dni.ipynb notebooks/03_cdni.ipynb notebooks/06_full_unlock.ipynb notebooks/09_asynchronous.ipynb \
+	notebooks/10_after_dni.ipynb
 $(COLAB_VENV)/.installed: pyproject.toml constraints-colab.txt
 	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
 	$(COLAB_VENV)/bin/python -m pip install --quiet -c constraints-colab.txt -e '.[dev]'
@@ -56,7 +57,7 @@ clean-venv:
 gpu-check: $(VENV)/.installed
 	$(PY) -m helpers.gpu_check
 
-## Median ms per training step, backprop vs DNI vs cDNI, with the ideal ratios (prints figures only).
+## Median ms per training step, backprop vs DNI vs cDNI vs DGL, with the ideal ratios (prints figures only).
 bench: $(VENV)/.installed data
 	$(PY) benchmarks/step_time.py
 

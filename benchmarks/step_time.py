@@ -1,4 +1,4 @@
-"""Median time per training step: backprop vs DNI vs cDNI on the MNIST FCN, with the ideal ratios.
+"""Median time per training step: backprop vs DNI vs cDNI vs DGL on the MNIST FCN, with the ideal ratios.
 
     make bench                       # or: python benchmarks/step_time.py --layers 3 6 --steps 200
 
@@ -33,6 +33,11 @@ def ideal_macs(model, method, hidden_layers=0, hidden=1024, classes=10):
         return total
     if method == "backprop":
         return cost(linear_shapes(model), False)
+    if method == "dgl":                                      # notebook 10: every block's input is detached
+        total = sum(cost(linear_shapes(b), False) for b in model)
+        for block in list(model)[:-1]:                       # a linear head on each hidden block's output
+            total += cost([(linear_shapes(block)[-1][1], classes)], True)
+        return total
     blocks = list(model)
     # hidden blocks: block 0 needs no input gradient; the others do (it is the bootstrap target below them)
     total = sum(cost(linear_shapes(b), i > 0) for i, b in enumerate(blocks[:-1]))
@@ -46,7 +51,7 @@ def ideal_macs(model, method, hidden_layers=0, hidden=1024, classes=10):
 
 
 def make_learner(method, layers, device, hidden_layers):
-    options = {} if method == "backprop" else {"hidden_layers": hidden_layers}
+    options = {"hidden_layers": hidden_layers} if method in ("dni", "cdni") else {}
     return learners.make(method, models.fcn(layers).to(device), 1e-4, **options)
 
 
@@ -72,7 +77,7 @@ def main():
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device {device} ({where}), torch {torch.__version__}, batch {args.batch_size}, "
           f"synthesizer hidden layers {args.hidden_layers}, {args.rounds} x {args.steps} timed steps")
-    methods = ["backprop", "dni", "cdni"]
+    methods = ["backprop", "dni", "cdni", "dgl"]
     print(f"{'layers':>6} {'method':>9} {'ms/step':>8} {'ratio':>6} {'ideal':>6} {'measured/ideal':>14}")
     for layers in args.layers:
         runs = {m: make_learner(m, layers, device, args.hidden_layers) for m in methods}

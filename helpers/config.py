@@ -1,4 +1,4 @@
-"""Run sizes, device and seeding: the one place every notebook reads them from (all notebooks, 00-09).
+"""Run sizes, device and seeding: the one place every notebook reads them from (all notebooks, 00-10).
 
 A run size is a schedule, not a different experiment: `smoke` (CI, seconds), `quick` (the default on a
 CPU, minutes, still meaningful accuracy), `long` (r2rt's 25k iterations, for the seeds experiment on a CPU)
@@ -9,8 +9,8 @@ code path; every figure and results file says which size produced it.
 Choose the size with the environment variable ``SG_SIZE`` (``smoke``, ``quick``, ``long`` or ``paper``).
 
 Every table that depends on the size is here: `SIZES` (the MNIST FCN schedule, notebooks 01-06 and 09),
-`CNN_SIZES` (notebook 07), `RECURRENT_SIZES` (08) and `ASYNC_SIZES` (09), each read through a function
-of the same size name (`cnn_size()`, `recurrent_size()`, `async_size()`).
+`CNN_SIZES` (notebook 07), `RECURRENT_SIZES` (08), `ASYNC_SIZES` (09) and `AFTER_SIZES` (10), each read
+through a function of the same size name (`cnn_size()`, `recurrent_size()`, `async_size()`, `after_size()`).
 """
 import os
 import pathlib
@@ -83,16 +83,24 @@ CNN_SIZES = {
     "paper": dict(schedule=SIZES["paper"], channels=128, synthesizer_filters=128),
 }
 
-# Notebook 08: characters read per copy run (the same for every window T), the windows, the LSTM, and the
-# character model's budget. One learning rate for every recurrent run (Adam).
+# Notebook 08. Every copy run reads the same number of characters (time steps) whatever its window T, so
+# that windows compare at equal data; each grid runs every method over `seeds`. `fixed`: the experiment at
+# one copy length without a curriculum (does M learn the future's gradient?); `repeat_*`: the repeat-copy
+# curriculum; `text_*`: the character model. One learning rate for every recurrent run (Adam).
 RECURRENT_LR = 1e-3
 TEXT_LR = 2e-3   # train_text's default when called on its own; notebook 08 uses RECURRENT_LR for both
 RECURRENT_SIZES = {
-    "smoke": dict(windows=[2, 3], characters=240, hidden=16, batch=8, repeat_window=3, text_window=4,
-                  text_characters=200, text_chars_max=20_000),
-    "quick": dict(windows=[2, 3, 4, 5, 8], characters=30_000, hidden=128, batch=32, repeat_window=5, text_window=5,
-                  text_characters=20_000, text_chars_max=None),
-    "paper": dict(windows=[2, 3, 4, 5, 8], characters=2_000_000, hidden=256, batch=32, repeat_window=5,
+    "smoke": dict(windows=[2, 3], characters=240, hidden=16, batch=8, seeds=[0, 1, 2],
+                  fixed=dict(window=2, length=2, characters=120),
+                  repeat_windows=[2, 3], repeat_characters=240,
+                  text_window=4, text_characters=200, text_chars_max=20_000),
+    "quick": dict(windows=[2, 5], characters=24_000, hidden=128, batch=32, seeds=[0, 1, 2],
+                  fixed=dict(window=2, length=2, characters=8_000),
+                  repeat_windows=[2, 5], repeat_characters=12_000,
+                  text_window=5, text_characters=20_000, text_chars_max=None),
+    "paper": dict(windows=[2, 3, 4, 5, 8], characters=2_000_000, hidden=256, batch=32, seeds=[0, 1, 2],
+                  fixed=dict(window=2, length=4, characters=200_000),
+                  repeat_windows=[2, 3, 4, 5, 8], repeat_characters=2_000_000,
                   text_window=5, text_characters=2_000_000, text_chars_max=None),
 }
 
@@ -106,6 +114,20 @@ ASYNC_SIZES = {
                   timeline_width=1024, equal_width=1024, equal_seconds=20),
     "paper": dict(iterations=None, widths={2: [256, 1024, 2048, 4096], 4: [256, 1024, 2048]},
                   repeats=5, steps=None, timeline_width=2048, equal_width=2048, equal_seconds=120),
+}
+
+# Notebook 10: DGL beside DNI. The MNIST FCN schedule (smoke and paper: the series' own, so runs that notebooks
+# 01-03 trained are reused; quick: 400 iterations at lr 1e-3, so 3 seeds x 4 methods x 2 depths fit minutes on one
+# CPU thread), depths, seeds, the buffer sizes of the asynchronous variant, and the CNN's schedule, filters and seeds.
+AFTER_SIZES = {
+    "smoke": dict(schedule=SIZES["smoke"], depths=[3, 6], seeds=[0, 1], buffers=[1, 4],
+                  cnn=RunSize("smoke", iterations=20, lr=1e-3, batch_size=64, eval_every=10), cnn_channels=8,
+                  cnn_seeds=[0]),
+    "quick": dict(schedule=RunSize("quick", iterations=400, lr=1e-3, eval_every=50), depths=[3, 6], seeds=[0, 1, 2],
+                  buffers=[1, 4, 16], cnn=RunSize("quick", iterations=150, lr=1e-3, batch_size=64, eval_every=75),
+                  cnn_channels=16, cnn_seeds=[0, 1, 2]),
+    "paper": dict(schedule=SIZES["paper"], depths=[3, 6], seeds=[0, 1, 2], buffers=[1, 4, 16],
+                  cnn=SIZES["paper"], cnn_channels=128, cnn_seeds=[0, 1, 2]),
 }
 
 # The pipeline's defaults (helpers/pipeline.py): Adam's learning rate and the length of a run.
@@ -134,6 +156,11 @@ def async_size(name=None):
     settings = dict(_settings(ASYNC_SIZES, name))
     settings["iterations"] = settings["iterations"] or run_size(name).iterations
     return settings
+
+
+def after_size(name=None):
+    """Notebook 10's settings for the run size `name` (else $SG_SIZE)."""
+    return _settings(AFTER_SIZES, name)
 
 
 def device():

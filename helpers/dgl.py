@@ -115,7 +115,8 @@ class DGL:
 
 class BufferedDGL(DGL):
     """DGL with a buffer of `buffer_size` recent (output, labels) pairs between every two blocks; the block
-    above trains on an entry drawn uniformly from it (its own generator, seeded by `seed`)."""
+    above trains on an entry drawn uniformly from it (its own generator, seeded by `seed`). Once the buffer is
+    full an input is 0 to buffer_size - 1 steps old, (buffer_size - 1) / 2 on average; `ages` counts them."""
 
     method = "dgl_buffer"
 
@@ -123,10 +124,10 @@ class BufferedDGL(DGL):
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1 (1: no staleness), got {buffer_size!r}.")
         super().__init__(model, lr, **options)
-        self.buffer_size = buffer_size
+        self.buffer_size, self.seed = buffer_size, seed          # both part of a stored run's key (train(reuse=True))
         self.buffers = [collections.deque(maxlen=buffer_size) for _ in self.heads]
         self.generator = torch.Generator().manual_seed(seed)
-        self.ages = []
+        self.ages = collections.Counter()                       # age in steps -> how many inputs were that stale
 
     def keep(self, i, h, y):
         self.buffers[i].append((h, y))
@@ -134,5 +135,9 @@ class BufferedDGL(DGL):
     def inputs(self, i, h, y):
         buffer = self.buffers[i - 1]
         k = int(torch.randint(len(buffer), (1,), generator=self.generator)) if len(buffer) > 1 else 0
-        self.ages.append(len(buffer) - 1 - k)
+        self.ages[len(buffer) - 1 - k] += 1
         return buffer[k]
+
+    def mean_age(self):
+        """How many steps old, on average, the inputs the blocks above trained on were (notebook 10's x-axis)."""
+        return sum(age * n for age, n in self.ages.items()) / max(1, sum(self.ages.values()))

@@ -33,6 +33,7 @@ PUBLISHED_CIFAR = {
     "backprop": [(0.7524, R2RT_CIFAR), (0.8447, DGL)],
     "dni": [(0.6483, R2RT_CIFAR), (0.6474, DGL)],
     "cdni": [(0.8086, DGL)],
+    "dgl": [(0.8505, DGL)],
 }
 NOTES = """## Where our numbers differ from published ones, and why
 
@@ -97,19 +98,44 @@ def table(record):
 
 
 def recurrent_table(record):
-    """Notebook 08: longest copy length solved per window T, and held-out bits per character."""
-    copy = [r for r in record["runs"] if r.get("dataset") == "copy"]
-    methods = ["tbptt", "dni", "dni_aux"]
-    rows = ["Copy task, longest length solved (curriculum level passed):", "",
-            "| T | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for window in sorted({r["window"] for r in copy}):
-        solved = {r["method"]: r["solved"] for r in copy if r["window"] == window}
-        rows.append(f"| {window} | " + " | ".join(str(solved.get(m, "")) for m in methods) + " |")
+    """Notebook 08: the fixed-length runs (final error, cosine of the synthetic gradient to the true future one
+    over the second half of training), the copy and repeat-copy curricula (longest length solved, every seed,
+    per window T), and held-out bits per character, every seed."""
+    def by_seed(runs):
+        return sorted(runs, key=lambda r: r.get("seed", 0))
+    rows = []
+    fixed = [r for r in record["runs"] if r.get("dataset") == "copy_fixed"]
+    if fixed:
+        rows += ["Copy at one length, no curriculum (final error in bits per vector; cosine over the second half):", "",
+                 "| method | T | N | seeds | final error per seed | cosine per seed |", "|---|---|---|---|---|---|"]
+        for method in dict.fromkeys(r["method"] for r in fixed):
+            runs = by_seed(r for r in fixed if r["method"] == method)
+            cosines = [r["cos_future"][len(r["cos_future"]) // 2:] for r in runs if r.get("cos_future")]
+            rows.append(f"| {method} | {runs[0]['window']} | {runs[0].get('length', '')} | {len(runs)} | "
+                        + " ".join(f"{r['history']['train_loss'][-1]:.2f}" for r in runs) + " | "
+                        + " ".join(f"{statistics.fmean(c):.2f}" for c in cosines) + " |")
+        rows.append("")
+    for task, title in (("copy", "Copy"), ("repeat_copy", "Repeat copy")):
+        runs = [r for r in record["runs"] if r.get("dataset") == task]
+        if not runs:
+            continue
+        methods = [m for m in ("tbptt", "dni", "dni_aux") if any(r["method"] == m for r in runs)]
+        rows += [f"{title} curriculum, longest length solved (every seed):", "",
+                 "| T | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for window in sorted({r["window"] for r in runs}):
+            cells = [" ".join(str(r["solved"]) for r in by_seed(r for r in runs if r["method"] == m and r["window"] == window))
+                     for m in methods]
+            rows.append(f"| {window} | " + " | ".join(cells) + " |")
+        rows.append("")
     text = [r for r in record["runs"] if r.get("dataset") == "pydoc_text"]
     if text:
-        rows += ["", "| method | T | held-out bits per character |", "|---|---|---|"]
-        rows += [f"| {r['method']} | {r['window']} | {r['test_bpc']:.3f} |" for r in text]
-    return "\n".join(rows)
+        rows += ["| method | T | held-out bits per character (every seed) | mean |", "|---|---|---|---|"]
+        for method in dict.fromkeys(r["method"] for r in text):
+            runs = by_seed(r for r in text if r["method"] == method)
+            values = [r["test_bpc"] for r in runs]
+            rows.append(f"| {method} | {runs[0]['window']} | {' '.join(f'{v:.3f}' for v in values)} | "
+                        f"{statistics.fmean(values):.3f} |")
+    return "\n".join(rows).strip()
 
 
 def asynchronous_table(record):
@@ -124,7 +150,36 @@ def asynchronous_table(record):
     return "\n".join(rows)
 
 
-RENDERERS = {"08_recurrent": recurrent_table, "09_asynchronous": asynchronous_table}
+def after_table(record):
+    """Notebook 10: each method over its seeds (FCN depths, the buffered DGL, the CNN), against backprop's seeds
+    of the same network; then DGL's published CIFAR-10 comparison, which is another network, data and schedule."""
+    groups = {}
+    for run in record["runs"]:
+        key = (run.get("experiment", ""), run.get("dataset", "mnist"), run["method"], run["layers"], run.get("buffer_size", ""))
+        groups.setdefault(key, []).append(run)
+    rows = ["| experiment | data | method | layers | buffer | iterations | seeds | per seed | mean | vs backprop |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for (experiment, dataset, method, layers, buffer), runs in groups.items():
+        values = [r["test_accuracy"] for r in sorted(runs, key=lambda r: r.get("seed", 0))]
+        base = [r["test_accuracy"] for r in
+                groups.get(("cnn" if experiment == "cnn" else "fcn", dataset, "backprop", layers, ""), [])]
+        data = "CIFAR-10 STAND-IN (not CIFAR-10)" if "standin" in dataset else dataset
+        if method == "backprop" or not base:
+            versus = ""
+        elif min(len(values), len(base)) < 3:
+            versus = "fewer than 3 seeds: not compared"
+        elif separated(values, base):
+            versus = "higher (seeds separate)" if min(values) > max(base) else "lower (seeds separate)"
+        else:
+            versus = "no clear difference"
+        rows.append(f"| {experiment} | {data} | {method} | {layers} | {buffer} | {runs[0]['iterations']:,} | {len(values)} | "
+                    f"{' '.join(percent(v) for v in values)} | {percent(statistics.fmean(values))} | {versus} |")
+    published = ", ".join(f"{method} {percent(PUBLISHED_CIFAR[method][-1][0])}" for method in ("backprop", "dni", "cdni", "dgl"))
+    rows += ["", f"Published, on another network and data ({DGL}, CIFAR-10): {published}."]
+    return "\n".join(rows)
+
+
+RENDERERS = {"08_recurrent": recurrent_table, "09_asynchronous": asynchronous_table, "10_after_dni": after_table}
 
 # Seeds experiment (scripts/seeds.py): label -> (published accuracy, its source and schedule).
 PUBLISHED_SEEDS = {

@@ -105,3 +105,41 @@ def test_dgl_measures_its_heads_gradient_against_the_true_one(mnist_small):
     assert {"cos_batch/0", "cos_batch/1", "rel_error/1", "head_loss/0"} <= set(history.extra)
     assert len(learner.snapshots) == 2 and learner.snapshots[0][1][0].shape == (64, 32)
     assert history.test_accuracy[-1] > 0.3
+
+
+def test_inputs_are_at_most_buffer_size_minus_one_steps_old_and_half_that_on_average():
+    """Notebook 10's staleness axis: once the buffer is full, an input drawn uniformly from B entries is 0 to
+    B - 1 steps old, (B - 1) / 2 on average."""
+    config.seed_everything(0)
+    learner = learners.make("dgl_buffer", models.fcn(3, hidden=16), 1e-3, buffer_size=4, seed=1)
+    for x, y in batches(200, size=8):
+        learner.step(x, y)
+    assert set(learner.ages) == {0, 1, 2, 3} and sum(learner.ages.values()) == 200 * 2   # two boundaries per step
+    assert abs(learner.mean_age() - 1.5) < 0.15, learner.mean_age()
+
+
+def test_a_buffered_run_is_stored_under_its_buffer_size_and_seed(tmp_path, mnist_small, monkeypatch):
+    """train(reuse=True) loads a buffered run back with its counts, and never mistakes one buffer size or
+    buffer seed for another (notebook 10 reuses runs)."""
+    monkeypatch.setenv("SG_RUNS", str(tmp_path))
+    size = config.RunSize("t", iterations=20, lr=1e-3, batch_size=32, eval_every=10)
+
+    def run(**options):
+        config.seed_everything(0)
+        learner = learners.make("dgl_buffer", models.fcn(3, hidden=16), 1e-3, **options)
+        return learner, training.train(learner, mnist_small, size, progress=False, reuse=True)
+    first, history = run(buffer_size=4, seed=0)
+    again, reused = run(buffer_size=4, seed=0)
+    assert reused.test_accuracy == history.test_accuracy and again.ages == first.ages
+    run(buffer_size=4, seed=1)
+    run(buffer_size=2, seed=0)
+    assert len(list(tmp_path.glob("*.pt"))) == 3
+
+
+def test_the_output_layer_trains_on_the_top_hidden_blocks_output_like_its_head():
+    """In the FCN the top hidden block's head and the output layer are two linear classifiers of the same
+    input (notebook 10 explains why the top block's head gradient is close to the true one)."""
+    learner = learners.make("dgl", models.fcn(3, hidden=16), 1e-3)
+    head, (output,) = learner.heads[-1], list(learner.model[-1])
+    assert isinstance(head, nn.Linear) and isinstance(output, nn.Linear)
+    assert (head.in_features, head.out_features) == (output.in_features, output.out_features)
