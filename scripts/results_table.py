@@ -164,14 +164,7 @@ def after_table(record):
         base = [r["test_accuracy"] for r in
                 groups.get(("cnn" if experiment == "cnn" else "fcn", dataset, "backprop", layers, ""), [])]
         data = "CIFAR-10 STAND-IN (not CIFAR-10)" if "standin" in dataset else dataset
-        if method == "backprop" or not base:
-            versus = ""
-        elif min(len(values), len(base)) < 3:
-            versus = "fewer than 3 seeds: not compared"
-        elif separated(values, base):
-            versus = "higher (seeds separate)" if min(values) > max(base) else "lower (seeds separate)"
-        else:
-            versus = "no clear difference"
+        versus = "" if method == "backprop" else versus_backprop(values, base)
         rows.append(f"| {experiment} | {data} | {method} | {layers} | {buffer} | {runs[0]['iterations']:,} | {len(values)} | "
                     f"{' '.join(percent(v) for v in values)} | {percent(statistics.fmean(values))} | {versus} |")
     published = ", ".join(f"{method} {percent(PUBLISHED_CIFAR[method][-1][0])}" for method in ("backprop", "dni", "cdni", "dgl"))
@@ -201,6 +194,17 @@ def separated(a, b):
     return min(a) > max(b) or min(b) > max(a)
 
 
+def versus_backprop(values, base):
+    """The comparison column: higher or lower only where 3 or more seeds a side separate, else no difference."""
+    if not base:
+        return ""
+    if min(len(values), len(base)) < 3:
+        return "fewer than 3 seeds: not compared"
+    if separated(values, base):
+        return "higher (seeds separate)" if min(values) > max(base) else "lower (seeds separate)"
+    return "no clear difference"
+
+
 def seeds_table(record):
     """Mean, standard deviation (n - 1) and range over seeds per method; against backprop, a difference only
     where the seeds separate the two; the published number with its own schedule beside it."""
@@ -216,14 +220,7 @@ def seeds_table(record):
     for label in labels:
         values = [r["test_accuracy"] for r in by[label]]
         mean, sd = spread(values)
-        if label == "backprop" or not base:
-            versus = ""
-        elif min(len(values), len(base)) < 3:
-            versus = "fewer than 3 seeds: not compared"
-        elif separated(values, base):
-            versus = "higher (seeds separate)" if min(values) > max(base) else "lower (seeds separate)"
-        else:
-            versus = "no clear difference"
+        versus = "" if label == "backprop" else versus_backprop(values, base)
         value, source = PUBLISHED_SEEDS.get(label, ("", ""))
         rows.append(f"| {label} | {by[label][0].get('synthesizer', '')} | {len(values)} | {percent(mean)} | "
                     f"{100 * sd:.2f} | {percent(min(values))} - {percent(max(values))} | "
