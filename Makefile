@@ -7,7 +7,7 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test test-main test-colab data seeds bench bench-cnn bench-pipeline notebooks reproduce slides clean-venv gpu-check
+.PHONY: lab test test-main test-colab data seeds bench bench-cnn bench-pipeline notebooks timings reproduce slides clean-venv gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,8 +71,13 @@ bench-pipeline: $(VENV)/.installed data
 
 ## Re-execute every notebook in place at $(SG_SIZE) (default quick), for committed outputs.
 SG_SIZE ?= quick
+## Ends with each notebook's wall time against the budget (quick: 8 min each, 45 in all), kept in
+## results/timings_<size>.json; `make timings` prints the last table without running anything.
 notebooks: $(VENV)/.installed data
 	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 $(PY) scripts/run_notebooks.py
+
+timings: $(VENV)/.installed
+	SG_SIZE=$(SG_SIZE) $(PY) scripts/run_notebooks.py --times-only
 
 ## Render every notebook, outputs included, to reveal.js slides in build/slides/ (open the .slides.html files)
 ## that work with no network: reveal.js and MathJax come from the npm registry into build/slides/vendor/ once.

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .probe import gradient_metrics, hidden_outputs
 from .synthesizers import target_from, to_block
+from .training import Adam
 
 
 class LossModel(nn.Module):
@@ -115,7 +116,7 @@ class SyntheticLoss:
     method = "synthetic_loss"
 
     def __init__(self, model, lr, hidden_layers=0, hidden=256, value_weight=1.0, gradient_weight=0.0,
-                 optimizer=torch.optim.Adam, loss_model_lr=None, num_classes=10):
+                 optimizer=Adam, loss_model_lr=None, num_classes=10):
         blocks = list(model)
         widths = [_width(block) for block in blocks[:-1]]
         value_weights = [1.0 / w for w in widths] if value_weight is None else [value_weight] * len(widths)

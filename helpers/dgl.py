@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .probe import gradient_metrics, hidden_outputs, true_gradients
+from .training import Adam
 
 
 def aux_head(block, num_classes=10):
@@ -46,14 +47,16 @@ class DGL:
 
     method = "dgl"
 
-    def __init__(self, model, lr, optimizer=torch.optim.Adam, num_classes=10):
+    def __init__(self, model, lr, optimizer=Adam, num_classes=10):
         blocks = list(model)
         device = next(model.parameters()).device
         self.model, self.num_classes = model, num_classes
         self.heads = [aux_head(block, num_classes).to(device) for block in blocks[:-1]]
-        self.optimizers = [optimizer(list(block.parameters()) + list(head.parameters()), lr=lr)
-                           for block, head in zip(blocks[:-1], self.heads)]
-        self.optimizers.append(optimizer(blocks[-1].parameters(), lr=lr))
+        # One optimizer for every block and head: Adam is per parameter, so this is the update of one Adam per
+        # block, with one call per step instead of one per block.
+        self.optimizers = [optimizer([p for block, head in zip(blocks[:-1], self.heads)
+                                      for p in list(block.parameters()) + list(head.parameters())]
+                                     + list(blocks[-1].parameters()), lr=lr)]
         self.head_losses = [torch.zeros((), device=device) for _ in self.heads]
         self.probe, self.snapshots = None, []
 

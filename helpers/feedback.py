@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .probe import gradient_metrics, true_gradients
+from .training import Adam
 
 
 class FeedbackLinear(torch.autograd.Function):
@@ -53,7 +54,7 @@ class FA:
 
     method = "fa"
 
-    def __init__(self, model, lr, optimizer=torch.optim.Adam, seed=0):
+    def __init__(self, model, lr, optimizer=Adam, seed=0):
         self.model = model
         self.optimizers = [optimizer(model.parameters(), lr=lr)]
         generator = torch.Generator().manual_seed(seed)
@@ -101,7 +102,7 @@ class DFA:
 
     method = "dfa"
 
-    def __init__(self, model, lr, optimizer=torch.optim.Adam, seed=0, num_classes=10):
+    def __init__(self, model, lr, optimizer=Adam, seed=0, num_classes=10):
         self.model = model
         blocks = list(model)
         generator = torch.Generator().manual_seed(seed)

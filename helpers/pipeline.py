@@ -49,7 +49,7 @@ from .config import PIPELINE_LR, PIPELINE_STEPS
 from .data import random_batches
 from .models import fcn
 from .synthesizers import GradientSynthesizer, regression_loss, target_from, to_block
-from .training import evaluate
+from .training import Adam, evaluate
 
 FORWARD, BACKWARD = 1, 2   # message tags: activations up, gradients down
 START_METHOD = "spawn"     # never fork: see `launch`
@@ -164,7 +164,7 @@ class Stage:
         self.first, self.last = rank == 0, rank == config.stages - 1
         model = build_model(config)
         self.block = nn.Sequential(*[model[i] for i in split(config.layers, config.stages)[rank]])
-        self.optimizer = torch.optim.Adam(self.block.parameters(), lr=config.lr)
+        self.optimizer = Adam(self.block.parameters(), lr=config.lr)
         generator = torch.Generator().manual_seed(config.seed)
         self.batches = random_batches(len(data.x_train), config.batch_size, "cpu", generator)
         self.shape = (config.batch_size, config.hidden)
@@ -271,7 +271,7 @@ class DecoupledStage(Stage):
         if not self.last:
             context = data.num_classes if config.conditioned else 0
             self.synthesizer = GradientSynthesizer(config.hidden, 0, context_features=context)
-            self.synthesizer_optimizer = torch.optim.Adam(self.synthesizer.parameters(), lr=config.lr)
+            self.synthesizer_optimizer = Adam(self.synthesizer.parameters(), lr=config.lr)
         self.waiting = collections.deque()   # (work, gradient buffer, h, y, step) not yet used
 
     def context(self, y):

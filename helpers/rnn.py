@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import config
 from .synthesizers import zero_output_mlp
 from .tasks import CopyStream, TextStream
-from .training import DivergenceError, History
+from .training import Adam, DivergenceError, History
 
 LN2 = math.log(2.0)
 METHODS = ("tbptt", "dni", "dni_aux")
@@ -93,7 +93,7 @@ class WindowedTrainer:
     """
 
     def __init__(self, model, window, method="tbptt", lr=1e-3, loss=bits_loss, scale=0.1, synthesizer=None,
-                 hidden_layers=0, hidden=256, aux_weight=1.0, synthesizer_lr=None, optimizer=torch.optim.Adam):
+                 hidden_layers=0, hidden=256, aux_weight=1.0, synthesizer_lr=None, optimizer=Adam):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
         if window < 1:

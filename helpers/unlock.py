@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .dni import measure_synthetic
 from .synthesizers import GradientSynthesizer, InputSynthesizer, regression_loss, target_from, to_block
+from .training import Adam
 
 START_METHOD = "spawn"   # see ConcurrentFullUnlock
 
@@ -34,7 +35,7 @@ class Unit:
     """Block i of a fully unlocked network, its synthesizers and its optimizers (one per module)."""
 
     def __init__(self, index, block, input_synthesizer, gradient_synthesizer, lr, num_classes=10,
-                 optimizer=torch.optim.Adam):
+                 optimizer=Adam):
         self.index, self.block, self.num_classes = index, block, num_classes
         self.input_synthesizer, self.gradient_synthesizer = input_synthesizer, gradient_synthesizer
         self.modules = [m for m in (block, input_synthesizer, gradient_synthesizer) if m is not None]
@@ -43,7 +44,7 @@ class Unit:
     def __getstate__(self):
         """What a worker process receives: the unit without the step in progress (the input and the
         prediction kept between `run` and `learn` carry autograd graphs, which cannot cross processes)."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("x", "prediction", "gradient_loss")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("synthetic_input", "prediction", "gradient_loss")}
 
     def run(self, x, y):
         """Phase 1: forward and update. Returns (output, input_gradient, loss, logits) (loss, logits: top only)."""
@@ -51,8 +52,8 @@ class Unit:
         if self.input_synthesizer is None:
             h_in = x
         else:
-            self.x = x
-            h_in = self.input_synthesizer(x).detach().requires_grad_()
+            self.synthetic_input = self.input_synthesizer(x)   # its graph is kept for `learn`: one forward a step
+            h_in = self.synthetic_input.detach().requires_grad_()
         h = self.block(h_in)
         self.optimizers[0].zero_grad(set_to_none=True)
         if self.gradient_synthesizer is None:             # the output layer: the true loss
@@ -73,7 +74,7 @@ class Unit:
         gradient synthesizer onto the gradient that block i+1 sent down (per example, as in `dni.DNI`)."""
         losses = []
         if self.input_synthesizer is not None:
-            losses.append(regression_loss(self.input_synthesizer(self.x), output_below))
+            losses.append(regression_loss(self.synthetic_input, output_below))   # its weights have not moved since `run`
         if self.gradient_synthesizer is not None:
             self.gradient_loss = regression_loss(self.prediction, gradient_above)
             losses.append(self.gradient_loss)
@@ -84,7 +85,7 @@ class Unit:
             optimizer.step()
 
 
-def make_units(model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10, optimizer=torch.optim.Adam):
+def make_units(model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10, optimizer=Adam):
     """Cut `model` (a list of Linear blocks) into units: block 0 reads x itself; every later block gets an
     input synthesizer; every hidden block gets a label-conditioned gradient synthesizer (cDNI)."""
     device = next(model.parameters()).device
@@ -124,7 +125,7 @@ class FullUnlock:
     method = "full_unlock"
 
     def __init__(self, model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10,
-                 optimizer=torch.optim.Adam):
+                 optimizer=Adam):
         self.model, self.num_classes = model, num_classes
         self.units = make_units(model, lr, input_hidden_layers, hidden_layers, num_classes, optimizer)
         self.synthesizers = [u.gradient_synthesizer for u in self.units[:-1]]

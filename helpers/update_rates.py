@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .dni import DNI
+from .training import Adam
 
 
 class Gate:
@@ -71,7 +72,7 @@ class StochasticBackprop:
     """Backprop in which block i's update happens with probability p at each step (one Adam per block;
     Adam is per parameter, so with p = 1 this is exactly `training.Backprop`)."""
 
-    def __init__(self, model, lr, p=1.0, seed=0, optimizer=torch.optim.Adam):
+    def __init__(self, model, lr, p=1.0, seed=0, optimizer=Adam):
         self.model, self.p = model, p
         self.method = "backprop" if p == 1 else f"backprop_p{round(100 * p)}"
         self.gates = [Gate(optimizer(block.parameters(), lr=lr)) for block in model]
@@ -99,6 +100,8 @@ class StochasticDNI(DNI):
     probability p at each step, one coin per block. A block that skips still runs forward (the blocks
     above need its output) and its synthesizer still predicts; neither changes. p = 1 is `dni.DNI`."""
 
+    separate_optimizers = True   # one gate per block and per synthesizer
+
     def __init__(self, model, lr, p=1.0, seed=0, **dni_options):
         super().__init__(model, lr, **dni_options)
         self.p = p
@@ -124,6 +127,8 @@ class MultiRate(DNI):
     synthetic gradient at the interface, but applies an update only every `every` steps (summing the
     synthetic gradients of the batches in between). The synthesizer learns at every step from the true
     gradient the upper network sends down, so it stays current while the lower network is slow."""
+
+    separate_optimizers = True   # the lower network's optimizer is gated
 
     def __init__(self, model, lr, cut=1, every=1, conditioned=True, **dni_options):
         if not 0 < cut < len(model):

@@ -228,3 +228,51 @@ def test_a_finished_run_is_reused_not_trained_again_and_a_changed_one_is_not(tmp
     assert training.Checkpoints.for_reuse(fresh, mnist_small, size, 0).path.name in stored
     monkeypatch.setattr(training, "code_version", lambda: "other helpers code")
     assert training.Checkpoints.for_reuse(fresh, mnist_small, size, 0).path.name not in stored
+
+
+@pytest.mark.parametrize("method, options", [("backprop", {}), ("dni", {}), ("cdni", {"hidden_layers": 1, "hidden": 32}),
+                                             ("critic", {}), ("full_unlock", {"input_hidden_layers": 1}),
+                                             ("stochastic_cdni", {"p": 0.5}), ("dgl", {})])
+def test_the_series_adam_gives_the_numbers_of_torchs_default_adam(mnist_small, method, options):
+    """training.Adam (foreach) is a speed-up only: every learner ends with bit-identical parameters."""
+    ends = []
+    for optimizer in (training.Adam, torch.optim.Adam):
+        config.seed_everything(0)
+        learner = learners.make(method, models.fcn(3), 1e-3, optimizer=optimizer, **options)
+        for index in range(20):
+            rows = slice(32 * index, 32 * index + 32)
+            learner.step(mnist_small.x_train[rows], mnist_small.y_train[rows])
+        ends.append([p.detach().clone() for p in learners.parameters(learner)])
+    assert len(ends[0]) == len(ends[1]) and all(torch.equal(a, b) for a, b in zip(*ends))
+    assert training.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3).defaults["foreach"] is True
+
+
+def test_one_optimizer_for_every_module_is_the_update_of_one_per_module(mnist_small):
+    """DNI and DGL step every block and synthesizer (or head) through one Adam: the same numbers as one Adam
+    per module, the way update_rates' gated learners still build them."""
+    from helpers import dgl, dni
+
+    class SeparateDNI(dni.DNI):
+        separate_optimizers = True
+
+    class SeparateDGL(dgl.DGL):
+        def __init__(self, model, lr):
+            super().__init__(model, lr)
+            blocks = list(model)
+            self.optimizers = [training.Adam(list(b.parameters()) + list(h.parameters()), lr=lr)
+                               for b, h in zip(blocks[:-1], self.heads)] + [training.Adam(blocks[-1].parameters(), lr=lr)]
+
+    for joint, separate in ((lambda m: dni.DNI(m, 1e-3, conditioned=True), lambda m: SeparateDNI(m, 1e-3, conditioned=True)),
+                            (lambda m: dni.DNI(m, 1e-3, synthesizer_lr=3e-3), lambda m: SeparateDNI(m, 1e-3, synthesizer_lr=3e-3)),
+                            (lambda m: dgl.DGL(m, 1e-3), lambda m: SeparateDGL(m, 1e-3))):
+        ends = []
+        for build in (joint, separate):
+            config.seed_everything(0)
+            learner = build(models.fcn(4))
+            for index in range(15):
+                rows = slice(32 * index, 32 * index + 32)
+                learner.step(mnist_small.x_train[rows], mnist_small.y_train[rows])
+            ends.append([p.detach().clone() for p in learners.parameters(learner)])
+        assert len(ends[0]) == len(ends[1])
+        assert all(torch.equal(a, b) for a, b in zip(*ends))
+    assert len(dni.DNI(models.fcn(4), 1e-3).optimizers) == 1
