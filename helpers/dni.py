@@ -32,7 +32,8 @@ class DNI:
     synthesizer the one-hot label (cDNI). scale: multiplies every synthetic gradient handed to a block (the paper's RNNs use 0.1; under
     Adam a constant scale barely matters). synthesizers: your own list of modules M(h, context) to use
     instead (e.g. an oracle); those without parameters are not trained. optimizer: a torch.optim class;
-    every block, the output layer and every trainable synthesizer gets its own instance.
+    one instance holds every block, the output layer and every trainable synthesizer (one per module where a
+    subclass sets `separate_optimizers`, to gate modules one by one).
     """
 
     separate_optimizers = False   # True in update_rates' learners, which gate each block's optimizer on its own
@@ -62,14 +63,13 @@ class DNI:
             # One optimizer for every block and synthesizer: Adam updates each parameter from its own gradient
             # and state, so this is the same update as one Adam per module, with one call per step instead of
             # one per module (the per-call cost dominated the difference to backprop's step; `make bench`).
-            blocks_group = {"params": [p for block in blocks for p in block.parameters()]}
-            synthesizer_group = {"params": [p for i in self.trained for p in self.synthesizers[i].parameters()],
-                                 "lr": synthesizer_lr or lr}
-            same_lr = synthesizer_lr is None or synthesizer_lr == lr
-            if same_lr:
-                groups = [{"params": blocks_group["params"] + synthesizer_group["params"]}]
+            # One parameter group where the learning rates agree: Adam's cost per call grows with the groups.
+            network = [p for block in blocks for p in block.parameters()]
+            synthesizers = [p for i in self.trained for p in self.synthesizers[i].parameters()]
+            if synthesizer_lr in (None, lr) or not synthesizers:
+                groups = [{"params": network + synthesizers}]
             else:
-                groups = [blocks_group] + ([synthesizer_group] if synthesizer_group["params"] else [])
+                groups = [{"params": network}, {"params": synthesizers, "lr": synthesizer_lr}]
             self.optimizers = [optimizer(groups, lr=lr)]
         device = next(model.parameters()).device
         self.synthesizer_losses = [torch.zeros((), device=device) for _ in self.synthesizers]

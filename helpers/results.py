@@ -62,7 +62,15 @@ def save_results(notebook, size, runs, seconds, device, directory=None, **extra)
             old_size = "unreadable"
         if old_size != size:
             os.replace(path, path.with_name(f"{notebook}.{old_size}.json"))
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{notebook}.", suffix=".tmp", delete=False)
+    return write_json(path, record)
+
+
+def write_json(path, record):
+    """Write `record` to `path` as JSON atomically (a temporary file in the same folder, then a rename), so a
+    crash never leaves half a file. Used for every results file and for scripts/run_notebooks.py's timings."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp", delete=False)
     try:
         with handle:
             json.dump(record, handle, indent=1)

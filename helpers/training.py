@@ -86,8 +86,8 @@ def Adam(params, lr, **options):
 
     The default on a CPU updates one parameter tensor at a time in Python; `foreach` hands the whole list
     to one call per operation. Same arithmetic in the same order, so the same numbers to the last bit
-    (tests/test_training.py checks it), with fewer Python round trips per step: this matters for the
-    learners that hold one optimizer per block and per synthesizer (`make bench` shows the step times).
+    (tests/test_training.py checks it), with fewer Python round trips per step where one optimizer holds
+    many tensors: DNI, cDNI and DGL put every module in one (`make bench` shows the step times).
     On a GPU `foreach` is already torch's default. Pass `optimizer=torch.optim.Adam` to a learner for the
     per-tensor loop, e.g. to compare."""
     return torch.optim.Adam(params, lr=lr, foreach=True, **options)

@@ -20,11 +20,13 @@ import time
 from pathlib import Path
 
 import nbformat
+import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from helpers import results  # noqa: E402
 BUDGET_MINUTES = {"quick": (8, 45)}   # per notebook, whole series (issue: "quick means quick")
 
 
@@ -73,7 +75,6 @@ def main(paths):
 
 
 def times_path(size):
-    from helpers import results
     return results.results_path(f"timings_{size}", size)
 
 
@@ -83,17 +84,10 @@ def load_times(size):
 
 
 def save_times(size, times):
-    """Each notebook's latest wall time, written atomically after every notebook (a stopped run keeps the rest)."""
-    import torch
-
-    from helpers import results
+    """Each notebook's latest wall time, written after every notebook (a stopped run keeps the rest)."""
     record = {"size": size, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
               "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "notebooks": dict(sorted(times.items()))}
-    path = times_path(size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(record, indent=1))
-    os.replace(temporary, path)
+    results.write_json(times_path(size), record)
 
 
 def print_times(record):
