@@ -9,8 +9,9 @@ code path; every figure and results file says which size produced it.
 Choose the size with the environment variable ``SG_SIZE`` (``smoke``, ``quick``, ``long`` or ``paper``).
 
 Every table that depends on the size is here: `SIZES` (the MNIST FCN schedule, notebooks 01-06 and 09),
-`CNN_SIZES` (notebook 07), `RECURRENT_SIZES` (08), `ASYNC_SIZES` (09) and `AFTER_SIZES` (10), each read
-through a function of the same size name (`cnn_size()`, `recurrent_size()`, `async_size()`, `after_size()`).
+`FCN_DEPTHS` (01, 03, 06), `CNN_SIZES` (07), `RECURRENT_SIZES` (08), `ASYNC_SIZES` (09) and `AFTER_SIZES` (10),
+each read through a function of the same size name (`fcn_depths()`, `cnn_size()`, `recurrent_size()`,
+`async_size()`, `after_size()`).
 """
 import os
 import pathlib
@@ -79,7 +80,7 @@ CNN_SIZES = {
     "smoke": dict(schedule=RunSize("smoke", iterations=20, lr=1e-3, batch_size=64, eval_every=10),
                   channels=8, synthesizer_filters=8),
     "quick": dict(schedule=RunSize("quick", iterations=600, lr=1e-3, batch_size=128, eval_every=100),
-                  channels=32, synthesizer_filters=32),
+                  channels=16, synthesizer_filters=16),
     "paper": dict(schedule=SIZES["paper"], channels=128, synthesizer_filters=128),
 }
 
@@ -111,10 +112,19 @@ RECURRENT_SIZES = {
 ASYNC_SIZES = {
     "smoke": dict(iterations=60, widths={2: [64], 4: [64]}, repeats=1, steps=12, timeline_width=64,
                   equal_width=64, equal_seconds=1),
-    "quick": dict(iterations=3_000, widths={2: [256, 1024, 2048], 4: [256, 1024]}, repeats=3, steps=None,
-                  timeline_width=1024, equal_width=1024, equal_seconds=20),
+    "quick": dict(iterations=1_500, widths={2: [256, 1024, 2048], 4: [256]}, repeats=2, steps=None,
+                  timeline_width=1024, equal_width=1024, equal_seconds=15),
     "paper": dict(iterations=None, widths={2: [256, 1024, 2048, 4096], 4: [256, 1024, 2048]},
                   repeats=5, steps=None, timeline_width=2048, equal_width=2048, equal_seconds=120),
+}
+
+# Notebooks 01, 03 and 06: the depths of the MNIST FCN (layers, counting the output layer). `sweep`: the depth
+# comparison of 01 and 03 (the paper: 3 to 6 layers; the CPU sizes keep both ends, so that a notebook fits a few
+# minutes on 2 cores); `unlock`: the depths notebook 06 trains fully unlocked.
+FCN_DEPTHS = {
+    "smoke": dict(sweep=[3, 6], unlock=[3]),
+    "quick": dict(sweep=[3, 6], unlock=[3]),
+    "paper": dict(sweep=[3, 4, 5, 6], unlock=[3, 4]),
 }
 
 # Notebook 10: DGL beside DNI. The MNIST FCN schedule (smoke and paper: the series' own, so runs that notebooks
@@ -140,6 +150,11 @@ def _settings(table, name):
     """A notebook's settings for a run size; `long` (a longer MNIST FCN schedule) runs the others' quick ones."""
     name = run_size(name).name
     return table[name] if name in table else table["quick"]
+
+
+def fcn_depths(name=None):
+    """The MNIST FCN depths of notebooks 01, 03 (`sweep`) and 06 (`unlock`) for the run size `name`."""
+    return _settings(FCN_DEPTHS, name)
 
 
 def cnn_size(name=None):

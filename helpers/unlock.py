@@ -18,6 +18,8 @@ Both compute the same updates. The interface's arithmetic is `synthesizers.to_bl
 process of its own. Notebook 06; the timing of both versions is `timing.full_unlock_times`.
 """
 import copy
+import queue
+import time
 
 import torch
 import torch.multiprocessing as mp
@@ -85,9 +87,10 @@ class Unit:
             optimizer.step()
 
 
-def make_units(model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10, optimizer=Adam):
+def make_units(model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10, optimizer=Adam, input_hidden=1024):
     """Cut `model` (a list of Linear blocks) into units: block 0 reads x itself; every later block gets an
-    input synthesizer; every hidden block gets a label-conditioned gradient synthesizer (cDNI)."""
+    input synthesizer (`input_hidden_layers` hidden layers of `input_hidden` units); every hidden block gets a
+    label-conditioned gradient synthesizer (cDNI)."""
     device = next(model.parameters()).device
     blocks = list(model)
 
@@ -97,7 +100,7 @@ def make_units(model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10
     units = []
     for i, block in enumerate(blocks):
         inputs = None if i == 0 else \
-            InputSynthesizer(in_features, linears(block)[0].in_features, input_hidden_layers).to(device)
+            InputSynthesizer(in_features, linears(block)[0].in_features, input_hidden_layers, input_hidden).to(device)
         gradients = None if i == len(blocks) - 1 else \
             GradientSynthesizer(linears(block)[-1].out_features, hidden_layers, context_features=num_classes).to(device)
         units.append(Unit(i, block, inputs, gradients, lr, num_classes, optimizer))
@@ -125,9 +128,9 @@ class FullUnlock:
     method = "full_unlock"
 
     def __init__(self, model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10,
-                 optimizer=Adam):
+                 optimizer=Adam, input_hidden=1024):
         self.model, self.num_classes = model, num_classes
-        self.units = make_units(model, lr, input_hidden_layers, hidden_layers, num_classes, optimizer)
+        self.units = make_units(model, lr, input_hidden_layers, hidden_layers, num_classes, optimizer, input_hidden)
         self.synthesizers = [u.gradient_synthesizer for u in self.units[:-1]]
         self.optimizers = [o for u in self.units for o in u.optimizers]
         self.probe, self.snapshots = None, []
@@ -209,12 +212,20 @@ class ConcurrentFullUnlock:
         return False
 
     def receive(self, i):
-        try:
-            return self.outboxes[i].get(timeout=self.timeout)
-        except Exception as error:
-            alive = self.processes[i].is_alive()
-            raise RuntimeError(f"unit {i} sent nothing within {self.timeout} s "
-                               f"({'still running' if alive else 'its process died'})") from error
+        """Unit i's next message. Waits at most `timeout` s, checking twice a second that every process is
+        alive: a dead worker is named at once, even while another unit (one still starting up, say) is the
+        one being waited for."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            dead = [j for j, process in enumerate(self.processes) if not process.is_alive()]
+            if dead:
+                raise RuntimeError(f"unit {dead[0]} stopped answering: its process died (exit code "
+                                   f"{self.processes[dead[0]].exitcode})")
+            try:
+                return self.outboxes[i].get(timeout=max(0.01, min(0.5, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"unit {i} sent nothing within {self.timeout} s (still running)") from None
 
     def step(self, x, y):
         for inbox in self.inboxes:

@@ -20,6 +20,8 @@ import torch  # noqa: E402
 
 from helpers import config, data, learners, models, training  # noqa: E402
 
+ASYNC = config.async_size("quick")["iterations"]   # notebook 09's shorter runs
+
 # (results file, method in that file, layers, registry method, options, iterations or None for the size's)
 RUNS = [
     ("01_backprop_baselines", "backprop", 3, "backprop", {}, None),
@@ -28,20 +30,19 @@ RUNS = [
     ("03_cdni", "cdni", 3, "cdni", {}, None),
     ("04_synthetic_loss", "critic", 3, "critic", {}, None),
     ("05_understanding_sg", "fa", 3, "fa", {}, None),
-    ("06_full_unlock", "full_unlock", 3, "full_unlock", {"input_hidden_layers": 1}, None),
-    ("09_asynchronous", "cdni_p50", 3, "stochastic_cdni", {"p": 0.5}, 3_000),
-    ("09_asynchronous", "multirate_k5", 4, "multirate", {"cut": 2, "every": 5}, 3_000),
+    ("06_full_unlock", "full_unlock", 3, "full_unlock", {"input_hidden_layers": 1, "input_hidden": 256}, None),
+    ("09_asynchronous", "cdni_p50", 3, "stochastic_cdni", {"p": 0.5}, ASYNC),
+    ("09_asynchronous", "multirate_k5", 4, "multirate", {"cut": 2, "every": 5}, ASYNC),
 ]
 # Threads each notebook's committed run used (a matrix product's summation order, and so its last bits,
 # depends on the thread count); the rest ran with torch's default on a 2-core CPU.
 THREADS = {"09_asynchronous": 1}
 MORE = [
-    ("03_cdni", "dni", 4, "dni", {}, None),
+    ("03_cdni", "dni", 6, "dni", {}, None),
     ("04_synthetic_loss", "synthetic_loss", 3, "synthetic_loss", {}, None),
     ("05_understanding_sg", "dfa", 3, "dfa", {}, None),
-    ("06_full_unlock", "full_unlock", 4, "full_unlock", {"input_hidden_layers": 1}, None),
-    ("09_asynchronous", "backprop_p20", 3, "stochastic_backprop", {"p": 0.2}, 3_000),
-    ("09_asynchronous", "dni_p50", 3, "stochastic_dni", {"p": 0.5}, 3_000),
+    ("09_asynchronous", "backprop_p20", 3, "stochastic_backprop", {"p": 0.2}, ASYNC),
+    ("09_asynchronous", "dni_p50", 3, "stochastic_dni", {"p": 0.5}, ASYNC),
 ]
 
 

@@ -10,8 +10,9 @@
 Every run is the 3-layer FCN of notebooks 01-06 built through `learners.make`, trained with the seed for
 both its initial weights and its batch order. Results go to results/seeds_<size>.json (every seed's accuracy
 and curve), rewritten atomically after each run; a run already in the file is not trained again, so an
-interrupted experiment continues where it stopped. `scripts/results_table.py` renders mean, standard
-deviation and range per method into results/README.md.
+interrupted experiment continues where it stopped, and a run a notebook already trained with the same code, size,
+seed and thread count is loaded from results/runs (`train(..., reuse=True)`) instead of trained again.
+`scripts/results_table.py` renders mean, standard deviation and range per method into results/README.md.
 """
 import argparse
 import contextlib
@@ -39,13 +40,13 @@ METHODS = {
     "critic": ("critic", {}),
     "fa": ("fa", {}),
     "dfa": ("dfa", {}),
-    "full_unlock": ("full_unlock", {"input_hidden_layers": 1}),
+    "full_unlock": ("full_unlock", {"input_hidden_layers": 1, "input_hidden": 256}),   # as notebook 06
 }
 DEFAULT = {"smoke": ["backprop", "cdni"], "quick": list(METHODS),
            "long": ["backprop", "nobackprop", "cdni", "dni_paper"], "paper": ["backprop", "nobackprop", "cdni", "dni_paper"]}
 SYNTHESIZER = {"dni_paper": "2 hidden x 1024, BatchNorm", "dni_linear": "linear", "cdni": "linear + label",
                "critic": "quadratic loss model + label", "synthetic_loss": "quadratic loss model + label",
-               "full_unlock": "linear + label; input synthesizers 1 hidden x 1024"}
+               "full_unlock": "linear + label; input synthesizers 1 hidden x 256"}
 
 
 def summary(values):
@@ -93,7 +94,7 @@ def main():
                 continue
             config.seed_everything(seed)
             learner = learners.make(method, models.fcn(3).to(device), size.lr, **options)
-            history = training.train(learner, mnist, size, seed=seed, desc=f"{label} seed {seed}")
+            history = training.train(learner, mnist, size, seed=seed, desc=f"{label} seed {seed}", reuse=True)
             run = results.run_record(history, label=label, seed=seed, schedule=size.as_dict(),
                                      synthesizer=SYNTHESIZER.get(label, ""), seconds=history.seconds[-1],
                                      threads=torch.get_num_threads())

@@ -11,6 +11,13 @@ def test_sizes_and_paper_schedule():
     assert config.run_size("smoke").iterations < config.run_size("quick").iterations < paper.iterations
 
 
+def test_fcn_depths_keep_both_ends_of_the_papers_range():
+    assert config.fcn_depths("paper") == {"sweep": [3, 4, 5, 6], "unlock": [3, 4]}
+    for name in ("smoke", "quick", "long"):       # long reads quick's table
+        depths = config.fcn_depths(name)
+        assert depths["sweep"][0] == 3 and depths["sweep"][-1] == 6 and depths["unlock"] == [3]
+
+
 def test_size_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("SG_SIZE", "paper")
     assert config.run_size().name == "paper"
