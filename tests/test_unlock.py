@@ -1,5 +1,6 @@
 """The complete unlock: input synthesizers learn, each block's update is its own, concurrent = sequential."""
 import copy
+import time
 
 import pytest
 import torch
@@ -114,6 +115,19 @@ def test_a_dead_worker_is_reported_and_cleaned_up():
             x, y = batches(1)[0]
             runner.step(x, y)
     assert all(not p.is_alive() for p in runner.processes)
+
+
+def test_the_dead_worker_is_named_while_waiting_for_another():
+    """A step waits for unit 0 first; if unit 1 has died meanwhile (unit 0 still starting up, say), the error
+    must name unit 1 at once, not time out on unit 0 as if it were the problem."""
+    units = unlock.make_units(models.fcn(3, hidden=32), 1e-3)
+    with unlock.ConcurrentFullUnlock(units, timeout=20) as runner:
+        runner.processes[1].kill()
+        runner.processes[1].join()
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="unit 1 stopped answering"):
+            runner.receive(0)                        # unit 0 is alive but has been sent nothing
+        assert time.monotonic() - started < 10, "reported without waiting out the timeout"
 
 
 def test_full_unlock_learns_and_measures(mnist_small):
