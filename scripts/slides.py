@@ -9,7 +9,10 @@ Rules, so that a reading group sees the argument and not the plumbing:
 - "What we saw", "Summary", "Exercises" and "References" are `## ` sections, each in a cell of its own, so each
   starts a slide; no `## ` heading may sit inside a cell, where it would start nothing;
 - a code cell that draws a figure, or has more than 12 lines, gets a sub-slide of its own;
-- the set-up cell, the "checks" and "save results" cells are skipped;
+- the set-up cell, the "checks" and "save results" cells are skipped, and so is the "**Before you start**" cell
+  (prerequisites and run times: for a reader about to run the notebook, not for a room);
+- "**In this notebook you will learn**" (the goals) starts a sub-slide after the title slide's motivation;
+- every numbered exercise ("**2.** ...") starts a sub-slide of its own, so a group takes them one at a time;
 - a markdown cell starting with "**Speaker notes**" becomes speaker notes, and every `## ` section has some;
 - a markdown cell that would take its slide past LIMIT characters of prose starts a sub-slide (a continuation);
   one cell over LIMIT on its own is an error: split it at a paragraph or move detail into the speaker notes;
@@ -32,6 +35,9 @@ OUT = ROOT / "build" / "slides"
 LIMIT = 1000                      # characters of prose on one slide or sub-slide
 END_SECTIONS = ("## What we saw", "## Summary", "## Exercises", "## References")
 NOTES = "**Speaker notes**"
+BEFORE = "**Before you start**"
+GOALS = "**In this notebook you will learn**"
+EXERCISE = re.compile(r"\*\*\d+\.\*\* ")
 STARTS = {"slide", "subslide"}
 # nbconvert's reveal template is written for reveal.js 4.0.2 (its CDN default) and its layout (dist/, plugin/);
 # MathJax 3 because the template's MathJax 2 calls are replaced below.
@@ -60,10 +66,12 @@ def slide_type(cell, previous, on_slide):
             return "notes"
         if text.startswith("# ") or text.startswith("## "):
             return "slide"
-        if text.startswith("### "):
+        if text.startswith(("### ", GOALS)):
             return "subslide"
-        if text.startswith("Checks that hold") or text.startswith("Save what this run"):
+        if text.startswith(("Checks that hold", "Save what this run", BEFORE)):
             return "skip"
+        if EXERCISE.match(text) and not (previous is not None and previous.source.lstrip().startswith("## Exercises")):
+            return "subslide"
         if on_slide and on_slide + prose(cell) > LIMIT:
             return "subslide"
         return "-"

@@ -121,3 +121,15 @@ def test_building_without_npm_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(SystemExit, match="apt-get install npm"):
         slides.vendor(tmp_path)
+
+
+def test_run_logistics_are_skipped_and_goals_and_exercises_get_slides_of_their_own():
+    """A room needs the argument, not how long the notebook runs: "Before you start" is skipped; the goals
+    start a sub-slide after the title's motivation; each numbered exercise after the first is its own sub-slide
+    (the first shares the "## Exercises" slide, whether in the heading's cell or right after it)."""
+    notebook = planted(["**Before you start** — Prerequisites: 00.", "**In this notebook you will learn**\n- x",
+                        "## Exercises", "**1.** First.", "**2.** Second.", "**3.** Third.",
+                        "**Speaker notes** — one at a time."])
+    kinds = [slides.kind(c) for c in notebook.cells][4:]
+    assert kinds == ["skip", "subslide", "slide", "-", "subslide", "subslide", "notes"]
+    assert slides.problems(notebook, "x.ipynb") == []
