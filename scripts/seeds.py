@@ -1,22 +1,30 @@
-"""The MNIST FCN methods of notebooks 01-06 over several seeds, so that differences can be told from noise.
+"""The MNIST FCN methods of notebooks 01-10 over several seeds and depths, so that differences can be told from
+noise, and the reference tier that notebooks load instead of training (the long size).
 
-    make seeds SG_SIZE=quick          # every method, seeds 0-2, at the quick size (about 30 minutes on 2 cores)
-    make seeds SG_SIZE=long           # r2rt's schedule, 25k iterations: backprop, no backprop, cDNI, DNI
-    python scripts/seeds.py --size long --methods backprop cdni --seeds 0 1 2 3 4
-    # two cores: two processes of one thread each, different seeds or methods, one results file
-    OMP_NUM_THREADS=1 python scripts/seeds.py --size long --methods dni_paper --seeds 0 1 &
-    OMP_NUM_THREADS=1 python scripts/seeds.py --size long --methods backprop nobackprop cdni dni_paper --seeds 2
+    make seeds SG_SIZE=quick          # every 3-layer method of 01-06, seeds 0-2, at the quick size (~30 min, 2 cores)
+    make seeds SG_SIZE=long           # the reference tier at r2rt's 25k-iteration schedule (CPU hours; resumable):
+                                      # two worker processes of one thread each work through one queue (PLAN)
+    python scripts/seeds.py --size long --methods backprop cdni --layers 4 --seeds 0 1 2
 
-Every run is the 3-layer FCN of notebooks 01-06 built through `learners.make`, trained with the seed for
-both its initial weights and its batch order. Results go to results/seeds_<size>.json (every seed's accuracy
-and curve), rewritten atomically after each run; a run already in the file is not trained again, so an
-interrupted experiment continues where it stopped, and a run a notebook already trained with the same code, size,
-seed and thread count is loaded from results/runs (`train(..., reuse=True)`) instead of trained again.
-`scripts/results_table.py` renders mean, standard deviation and range per method into results/README.md.
+The long size's queue (`PLAN`, in order): the paper's Table 1 block (backprop, no backprop, cDNI at 3-6 layers),
+every other FCN method a notebook compares at 3 layers, DNI's synthesizer depth searched over 0, 1 and 2 hidden
+layers on a validation split (the last 10,000 training images held out, never the test set; seed 0), then DNI at
+3-6 layers with the depth that search chose. A worker claims the first run nobody has finished or is running,
+so `--workers 2` (two processes) share the queue; a run killed half-way resumes from its last checkpoint
+(every 5,000 iterations, in checkpoints/reference/), and a finished run is never trained again.
+
+Every run is the MNIST FCN built through `learners.make`, trained with the seed for both its initial weights and
+its batch order. Results go to results/seeds_<size>.json (every run's accuracy, curve, seconds and threads) and,
+for the validation search, results/dni_search_<size>.json; both are rewritten atomically after each run.
+`scripts/results_table.py` renders them into results/README.md; `helpers.results.reference` reads them for the
+notebooks.
 """
 import argparse
 import contextlib
+import dataclasses
 import json
+import multiprocessing
+import os
 import pathlib
 import statistics
 import sys
@@ -29,11 +37,13 @@ import torch  # noqa: E402
 
 from helpers import config, data, learners, models, results, training  # noqa: E402
 
-# label: (registry method, options). The label names the configuration, the method the algorithm.
+# label: (registry method, options). The label names the configuration, the method the algorithm. Options
+# that depend on the seed (a buffer's or a coin's own generator) take the value "seed".
 METHODS = {
     "backprop": ("backprop", {}),
     "nobackprop": ("nobackprop", {}),
     "dni_paper": ("dni", {"hidden_layers": 2}),        # the paper's DNI synthesizer: 2 x 1024, BatchNorm
+    "dni_1x1024": ("dni", {"hidden_layers": 1}),
     "dni_linear": ("dni", {}),
     "cdni": ("cdni", {}),                               # the paper's cDNI synthesizer: linear, with the label
     "synthetic_loss": ("synthetic_loss", {}),
@@ -41,12 +51,44 @@ METHODS = {
     "fa": ("fa", {}),
     "dfa": ("dfa", {}),
     "full_unlock": ("full_unlock", {"input_hidden_layers": 1, "input_hidden": 256}),   # as notebook 06
+    "dgl": ("dgl", {}),                                                                 # notebook 10
+    "dgl_buffer4": ("dgl_buffer", {"buffer_size": 4, "seed": "seed"}),
+    "dgl_buffer16": ("dgl_buffer", {"buffer_size": 16, "seed": "seed"}),
+    **{f"{m}_p{p}": (f"stochastic_{m}", {"p": p, "seed": "seed"})                       # notebook 09
+       for m in ("backprop", "dni", "cdni") for p in (0.5, 0.2)},
 }
-DEFAULT = {"smoke": ["backprop", "cdni"], "quick": list(METHODS),
-           "long": ["backprop", "nobackprop", "cdni", "dni_paper"], "paper": ["backprop", "nobackprop", "cdni", "dni_paper"]}
-SYNTHESIZER = {"dni_paper": "2 hidden x 1024, BatchNorm", "dni_linear": "linear", "cdni": "linear + label",
+DNI_DEPTHS = {"dni_linear": 0, "dni_1x1024": 1, "dni_paper": 2}     # the paper's search: 0-2 hidden layers
+QUICK = ["backprop", "nobackprop", "dni_paper", "dni_linear", "cdni", "synthetic_loss", "critic", "fa", "dfa",
+         "full_unlock"]
+SYNTHESIZER = {"dni_paper": "2 hidden x 1024, BatchNorm", "dni_1x1024": "1 hidden x 1024, BatchNorm",
+               "dni_linear": "linear", "cdni": "linear + label",
                "critic": "quadratic loss model + label", "synthetic_loss": "quadratic loss model + label",
-               "full_unlock": "linear + label; input synthesizers 1 hidden x 256"}
+               "full_unlock": "linear + label; input synthesizers 1 hidden x 256",
+               "dni_p0.5": "linear", "dni_p0.2": "linear", "cdni_p0.5": "linear + label", "cdni_p0.2": "linear + label",
+               "dgl": "linear head", "dgl_buffer4": "linear head, buffer 4", "dgl_buffer16": "linear head, buffer 16"}
+SEEDS = [0, 1, 2]
+VALIDATION = 10_000          # training images held out for the synthesizer-depth search
+CHECKPOINT_EVERY = 5_000
+
+
+def _plan():
+    """The long size's queue, cheapest and most used first: (label, layers, split, seed) or, for the DNI rows,
+    ("dni_chosen", layers, "test", seed), resolved once the validation search at that depth is complete."""
+    plan = [(label, layers, "test", seed) for layers in (4, 5, 6) for label in ("backprop", "nobackprop", "cdni")
+            for seed in SEEDS]
+    plan += [(label, 3, "test", seed) for label in ("backprop", "nobackprop", "cdni", "dni_paper") for seed in SEEDS]
+    others = ["synthetic_loss", "critic", "fa", "dfa", "dgl", "dgl_buffer4", "dgl_buffer16",
+              "backprop_p0.5", "backprop_p0.2", "dni_p0.5", "dni_p0.2", "cdni_p0.5", "cdni_p0.2"]
+    plan += [(label, 3, "test", seed) for label in others for seed in SEEDS]
+    plan += [("dgl", 6, "test", seed) for seed in SEEDS]                                   # notebook 10 at 6 layers
+    plan += [("dni_linear", layers, "test", seed) for layers in (3, 6) for seed in SEEDS]    # notebook 03's DNI
+    plan += [(label, layers, "validation", 0) for label in ("dni_linear", "dni_1x1024", "dni_paper")
+             for layers in (3, 4, 5, 6)]
+    plan += [("dni_chosen", layers, "test", seed) for layers in (3, 4, 5, 6) for seed in SEEDS]
+    return plan
+
+
+PLAN = {"long": _plan()}
 
 
 def summary(values):
@@ -58,7 +100,7 @@ def summary(values):
 @contextlib.contextmanager
 def locked(path):
     """Hold an exclusive lock on `path`'s lock file (where the OS has fcntl), so that processes running
-    different seeds of one experiment add their runs to one file without losing each other's."""
+    different runs of one experiment add them to one file without losing each other's."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as handle:
         try:
@@ -69,49 +111,162 @@ def locked(path):
         yield
 
 
+def validation_split(dataset, n=VALIDATION):
+    """`dataset` with its last `n` training images as the "test" set and the rest for training: the held-out
+    data the synthesizer-depth search is scored on, so the test set never chooses anything."""
+    return dataclasses.replace(dataset, name=f"{dataset.name}-validation", x_train=dataset.x_train[:-n],
+                               y_train=dataset.y_train[:-n], x_test=dataset.x_train[-n:], y_test=dataset.y_train[-n:])
+
+
+def _paths(size):
+    return {"test": results.results_path(f"seeds_{size.name}", size.name),
+            "validation": results.results_path(f"dni_search_{size.name}", size.name)}
+
+
+def _finished(path, schedule):
+    """{(label, layers, seed): run} of the runs in `path` trained on `schedule`."""
+    record = results.load_results(path) if path.exists() else {"runs": []}
+    return {(r["label"], r.get("layers", 3), r["seed"]): r for r in record["runs"] if r.get("schedule") == schedule}
+
+
+def chosen_dni(search, layers):
+    """The DNI synthesizer label the validation search chose at `layers` (highest validation accuracy), or None
+    while the search at that depth is incomplete."""
+    found = {label: search.get((label, layers, 0)) for label in DNI_DEPTHS}
+    if any(run is None for run in found.values()):
+        return None
+    return max(DNI_DEPTHS, key=lambda label: (found[label]["test_accuracy"], -DNI_DEPTHS[label]))
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(size, schedule):
+    """Under the lock, the first run of the plan that is neither finished nor being trained by a live worker;
+    None when nothing is left that can start now."""
+    paths = _paths(size)
+    claims_path = paths["test"].with_name(f".seeds_{size.name}.claims.json")
+    with locked(paths["test"]):
+        done = {split: _finished(path, schedule) for split, path in paths.items()}
+        claims = json.loads(claims_path.read_text()) if claims_path.exists() else {}
+        claims = {k: pid for k, pid in claims.items() if _alive(pid)}
+        for label, layers, split, seed in PLAN[size.name]:
+            if label == "dni_chosen":
+                label = chosen_dni(done["validation"], layers)
+                if label is None:
+                    continue
+            key = f"{label}|{layers}|{split}|{seed}"
+            if (label, layers, seed) in done[split] or key in claims:
+                continue
+            claims[key] = os.getpid()
+            results.write_json(claims_path, claims)
+            return label, layers, split, seed
+    return None
+
+
+def train_one(label, layers, split, seed, size, device, mnist, checkpoint=None):
+    """Train one run and add it to its results file (under the lock); returns the run's record."""
+    method, options = METHODS[label]
+    options = {k: (seed if v == "seed" else v) for k, v in options.items()}
+    dataset = validation_split(mnist) if split == "validation" else mnist
+    config.seed_everything(seed)
+    learner = learners.make(method, models.fcn(layers).to(device), size.lr, **options)
+    desc = f"{label}, {layers} layers, seed {seed}" + (" (validation)" if split == "validation" else "")
+    if checkpoint is None:
+        history = training.train(learner, dataset, size, seed=seed, desc=desc, reuse=True)
+    else:                       # a long run that survives the session: checkpoints, not the finished-run store
+        saving = dataclasses.replace(size, checkpoint_every=CHECKPOINT_EVERY)
+        history = training.train(learner, dataset, saving, seed=seed, desc=desc, checkpoint=checkpoint / split)
+    run = results.run_record(history, label=label, seed=seed, schedule=size.as_dict(), split=split,
+                             synthesizer=SYNTHESIZER.get(label, ""), seconds=history.seconds[-1],
+                             threads=torch.get_num_threads())
+    path = _paths(size)[split]
+    name = path.stem
+    schedule = json.loads(json.dumps(size.as_dict()))
+    with locked(_paths(size)["test"]):          # another process may be adding its own runs to the same file
+        record = results.load_results(path) if path.exists() else {"runs": []}
+        runs = [r for r in record["runs"] if r.get("schedule") == schedule
+                and (r["label"], r.get("layers", 3), r["seed"]) != (label, layers, seed)] + [run]
+        results.save_results(name, size.name, runs, sum(r.get("seconds", 0) for r in runs), device,
+                             threads=torch.get_num_threads())
+    print(f"{desc}: {history.final_test_accuracy:.2%}  ({history.seconds[-1]:.0f} s)", flush=True)
+    return run
+
+
+def worker(size_name, index):
+    """One worker of the queue: one thread (two workers share two cores without oversubscribing them)."""
+    torch.set_num_threads(1)
+    size = config.run_size(size_name)
+    device = config.device()
+    mnist = data.load_mnist(device)
+    schedule = json.loads(json.dumps(size.as_dict()))
+    folder = ROOT / "checkpoints" / "reference"
+    while True:
+        item = _claim(size, schedule)
+        if item is None:
+            print(f"worker {index}: nothing left to start", flush=True)
+            return
+        train_one(*item, size, device, mnist, checkpoint=folder)
+
+
+def report(size):
+    paths = _paths(size)
+    schedule = json.loads(json.dumps(size.as_dict()))
+    done = _finished(paths["test"], schedule)
+    print(f"\n{'method':15s} {'layers':>6} {'n':>2} {'mean':>7} {'sd':>6} {'min':>7} {'max':>7}   per seed")
+    for label, layers in sorted({(k[0], k[1]) for k in done}, key=lambda k: (k[1], k[0])):
+        mine = sorted((r for k, r in done.items() if k[:2] == (label, layers)), key=lambda r: r["seed"])
+        s = summary([r["test_accuracy"] for r in mine])
+        print(f"{label:15s} {layers:6d} {s['n']:2d} {s['mean']:7.2%} {100 * s['sd']:6.2f} {s['min']:7.2%} "
+              f"{s['max']:7.2%}   " + " ".join(f"{r['test_accuracy']:.2%}" for r in mine))
+    search = _finished(paths["validation"], schedule)
+    for layers in sorted({k[1] for k in search}):
+        found = "  ".join(f"{label} {search[label, layers, 0]['test_accuracy']:.2%}" for label in DNI_DEPTHS
+                          if (label, layers, 0) in search)
+        print(f"DNI synthesizer search, {layers} layers (validation accuracy): {found}; "
+              f"chosen: {chosen_dni(search, layers) or 'not yet'}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default=None, help="run size (default: $SG_SIZE, else quick)")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=None,
+                        help="train these (at --layers, over --seeds) instead of the size's plan")
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    parser.add_argument("--workers", type=int, default=2, help="processes working through the long size's plan")
+    parser.add_argument("--report", action="store_true", help="print what is finished and train nothing")
     args = parser.parse_args()
     size = config.run_size(args.size)
+    if args.report:
+        return report(size)
+    if args.methods is None and size.name in PLAN:
+        print(f"{size.describe()}; {len(PLAN[size.name])} runs in the plan; {args.workers} workers of one thread",
+              flush=True)
+        context = multiprocessing.get_context("spawn")
+        workers = [context.Process(target=worker, args=(size.name, i)) for i in range(args.workers)]
+        for process in workers:
+            process.start()
+        for process in workers:
+            process.join()
+        return report(size)
     device = config.device()
-    methods = args.methods or DEFAULT[size.name]
     mnist = data.load_mnist(device)
-    name = f"seeds_{size.name}"
-    path = results.results_path(name, size.name)
-    record = results.load_results(path) if path.exists() else {"runs": []}
-    schedule = json.loads(json.dumps(size.as_dict()))                            # as it reads back from JSON
-    runs = [r for r in record["runs"] if r.get("schedule") == schedule]          # another schedule: start over
-    done = {(r["label"], r["seed"]) for r in runs}
-    print(f"{size.describe()}; {device}, {torch.get_num_threads()} threads; writing {path}")
-    started = time.perf_counter()
+    methods = args.methods or (QUICK if size.name == "quick" else ["backprop", "cdni"])
+    schedule = json.loads(json.dumps(size.as_dict()))
+    print(f"{size.describe()}; {device}, {torch.get_num_threads()} threads; writing {_paths(size)['test']}")
     for label in methods:
-        method, options = METHODS[label]
         for seed in args.seeds:
-            if (label, seed) in done:
-                continue
-            config.seed_everything(seed)
-            learner = learners.make(method, models.fcn(3).to(device), size.lr, **options)
-            history = training.train(learner, mnist, size, seed=seed, desc=f"{label} seed {seed}", reuse=True)
-            run = results.run_record(history, label=label, seed=seed, schedule=size.as_dict(),
-                                     synthesizer=SYNTHESIZER.get(label, ""), seconds=history.seconds[-1],
-                                     threads=torch.get_num_threads())
-            with locked(path):              # another process may be running other seeds into the same file
-                record = results.load_results(path) if path.exists() else {"runs": []}
-                runs = [r for r in record["runs"] if r.get("schedule") == schedule
-                        and (r["label"], r["seed"]) != (label, seed)] + [run]
-                results.save_results(name, size.name, runs, time.perf_counter() - started, device,
-                                     threads=torch.get_num_threads())
-            print(f"{label:15s} seed {seed}: {history.final_test_accuracy:.2%}  ({history.seconds[-1]:.0f} s)", flush=True)
-    print(f"\n{'method':15s} {'n':>2} {'mean':>7} {'sd':>6} {'min':>7} {'max':>7}   per seed")
-    for label in methods:
-        mine = sorted((r for r in runs if r["label"] == label), key=lambda r: r["seed"])
-        if mine:
-            s = summary([r["test_accuracy"] for r in mine])
-            print(f"{label:15s} {s['n']:2d} {s['mean']:7.2%} {100 * s['sd']:6.2f} {s['min']:7.2%} {s['max']:7.2%}   "
-                  + " ".join(f"{r['test_accuracy']:.2%}" for r in mine))
+            if (label, args.layers, seed) not in _finished(_paths(size)["test"], schedule):
+                train_one(label, args.layers, "test", seed, size, device, mnist)
+    report(size)
 
 
 if __name__ == "__main__":
