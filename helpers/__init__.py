@@ -25,11 +25,13 @@ use them:
     plots          every figure (learning curves, gradients, recurrent, timelines)      00-10
     diagrams       each method's computational graph, in the paper's colours            00-10
     widgets        the gradient explorer (ipywidgets)                                   02, 03, 07, 10
+    playground     the live DNI playground: spirals, every knob, live panels (widget)    03b
     results        results files, one JSON per notebook, written atomically             01-10
+    reference      the long size's committed runs beside the quick ones and Table 1     01-06, 09, 10
     gpu_check      everything that touches a GPU, a few steps each (make gpu-check)      00, README
 """
 __version__ = "0.1.0"
 
 MODULES = ("config", "data", "tasks", "models", "synthesizers", "probe", "analysis", "training", "dni",
            "critics", "feedback", "unlock", "dgl", "update_rates", "rnn", "pipeline", "learners", "timing", "plots",
-           "diagrams", "widgets", "results", "gpu_check")
+           "diagrams", "widgets", "playground", "results", "reference", "gpu_check")

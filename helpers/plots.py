@@ -1,8 +1,8 @@
 """Every figure of the series. Pure functions: they take data and return a matplotlib Figure.
 
 Each method keeps one colour in every notebook (`METHOD_COLORS`), so a reader can compare figures at a
-glance; every figure says which run size produced it. Learning curves and the locking timeline (00-07,
-09), gradient comparisons (02-07, through widgets.GradientExplorer), the recurrent figures (08) and the
+glance; every figure says which run size produced it. Learning curves (01-07, 09), the locking timeline,
+the cost of a step and the pipelined schedule (00), gradient comparisons (02-07, through widgets.GradientExplorer), the recurrent figures (08) and the
 pipeline's timeline (09).
 """
 import math
@@ -53,42 +53,229 @@ def plot_learning_curves(histories, metric="test_accuracy", size=None, ax=None, 
     return ax.figure
 
 
-def plot_locking(layers=3):
-    """Timelines of which layer is busy when, for backprop and for DNI (Jaderberg et al. 2016, section 1).
+# ---- Notebook 00: who waits, what a step costs, and where the speed comes from ----
 
-    Backprop: layer i cannot update until the forward pass has reached the loss and the backward pass
-    has come back down (update locking), so it mostly waits. With a synthetic gradient each layer
-    updates right after its own forward step, and its synthesizer learns later, off the critical path.
+WORK = ("forward", "backward", "synthesizer", "synthesizer_training")
+WORK_LABELS = {"forward": "forward", "backward": "backward (local for DNI)", "synthesizer": "synthesizer forward",
+               "synthesizer_training": "synthesizer training", "update": "update", "waiting": "waiting"}
+WORK_COLORS = {"forward": "#1f77b4", "backward": "#ff7f0e", "synthesizer": "#9edae5",
+               "synthesizer_training": "#17becf", "update": "#2ca02c", "waiting": "#e6e6e6"}
+
+
+def schematic_costs(layers=3):
+    """The work of each layer in one step, in units of one layer's forward pass, every layer the same size:
+    forward 1; backward 2 (weight gradient and input gradient; 1 for the first layer, whose input needs no
+    gradient); a synthesizer as big as its layer (linear): forward 1, training 1 (its weight gradient). The
+    top layer has the loss and no synthesizer. The same counting as `benchmarks/step_time.py`'s ideal ratio."""
+    return [{"forward": 1.0, "backward": 1.0 if i == 0 else 2.0, "synthesizer": 0.0 if i == layers - 1 else 1.0,
+             "synthesizer_training": 0.0 if i == layers - 1 else 1.0} for i in range(layers)]
+
+
+def locking_schedule(costs, method):
+    """When each layer does what during one step, one device per layer: {layer: [(start, length, kind)]}
+    (an update has length 0). Forward locking holds for both methods. Backprop: layer i's backward waits for
+    layer i+1's. DNI: layer i updates after its forward, its synthesizer's forward and its local backward;
+    its synthesizer trains when its target (the input gradient of layer i+1, true at the top) has arrived."""
+    n, busy, t = len(costs), {}, 0.0
+    forward_end = []
+    for c in costs:
+        forward_end.append(t + c["forward"])
+        t += c["forward"]
+    if method == "backprop":
+        t = forward_end[-1]
+        for i in reversed(range(n)):
+            c = costs[i]
+            busy[i + 1] = [(forward_end[i] - c["forward"], c["forward"], "forward"), (t, c["backward"], "backward"),
+                           (t + c["backward"], 0.0, "update")]
+            t += c["backward"]
+        return busy
+    target_ready = {}
+    for i in reversed(range(n)):
+        c, t = costs[i], forward_end[i]
+        spans = [(t - c["forward"], c["forward"], "forward")]
+        if c["synthesizer"] or i < n - 1:
+            spans.append((t, c["synthesizer"], "synthesizer"))
+            t += c["synthesizer"]
+        spans += [(t, c["backward"], "backward"), (t + c["backward"], 0.0, "update")]
+        t += c["backward"]
+        target_ready[i] = t                             # the gradient at this layer's input exists from now on
+        if i < n - 1:
+            start = max(t, target_ready[i + 1])
+            spans.append((start, c["synthesizer_training"], "synthesizer_training"))
+        busy[i + 1] = spans
+    return busy
+
+
+def _draw_busy(ax, busy, end, title):
+    for layer, spans in busy.items():
+        ax.broken_barh([(0, end)], (layer - 0.35, 0.7), color=WORK_COLORS["waiting"])
+        for start, length, kind in spans:
+            if kind == "update":
+                ax.plot([start, start], [layer - 0.42, layer + 0.42], color=WORK_COLORS["update"], lw=3)
+            else:
+                ax.broken_barh([(start, length)], (layer - 0.35, 0.7), color=WORK_COLORS[kind])
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, end)
+
+
+def _work_legend(fig, kinds, y=-0.02):
+    handles = [Patch(color=WORK_COLORS[k], label=WORK_LABELS[k]) for k in kinds]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, bbox_to_anchor=(0.5, y))
+
+
+def plot_locking(layers=3, costs=None, unit="one layer's forward pass"):
+    """Who is busy when during one training step, one device per layer, for backprop and for DNI
+    (Jaderberg et al. 2016, section 1). Bar lengths are each kind of work's cost (`costs`: one dict per
+    layer with the keys of WORK; default `schematic_costs`), so the DNI panel shows everything DNI does:
+    forward, synthesizer forward, local backward, and the synthesizer's training once its target arrives.
+
+    Backprop: layer i cannot update before the forward pass has reached the loss and the backward pass has
+    come back down (update and backward locking). DNI: layer i updates right after its own work, earlier,
+    although the step as a whole holds more work. Each panel's title gives its total work.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.9 + 0.6 * layers), sharey=True)
-    colors = {"forward": "#1f77b4", "backward": "#ff7f0e", "update": "#2ca02c", "waiting": "#e6e6e6"}
-
-    def draw(ax, busy, title, end):
-        for layer, spans in busy.items():
-            ax.broken_barh([(0, end)], (layer - 0.35, 0.7), color=colors["waiting"])
-            for start, length, kind in spans:
-                ax.broken_barh([(start, length)], (layer - 0.35, 0.7), color=colors[kind])
-        ax.set_title(title)
-        ax.set_xlabel("time (steps of work)")
-        ax.set_xlim(0, end)
-
-    backprop = {i: [(i - 1, 1, "forward"), (2 * layers - i, 1, "backward"), (2 * layers - i + 1, 0.5, "update")]
-                for i in range(1, layers + 1)}
-    decoupled = {i: [(i - 1, 1, "forward"), (i, 0.5, "update")] for i in range(1, layers + 1)}
-    draw(axes[0], backprop, "backprop: each layer waits for the whole backward pass", 2 * layers + 0.5)
-    draw(axes[1], decoupled, "synthetic gradients: update right after forward", 2 * layers + 0.5)
+    costs = schematic_costs(layers) if costs is None else costs
+    layers = len(costs)
+    schedules = {m: locking_schedule(costs, m) for m in ("backprop", "dni")}
+    end = max(s + d for busy in schedules.values() for spans in busy.values() for s, d, _ in spans) * 1.02
+    fig, axes = plt.subplots(1, 2, figsize=(11, 1.3 + 0.6 * layers), sharey=True, sharex=True)
+    for ax, method, title in ((axes[0], "backprop", "backprop: each layer waits for the whole backward pass"),
+                              (axes[1], "dni", "synthetic gradients: each layer updates after its own work")):
+        total = sum(d for spans in schedules[method].values() for _, d, _ in spans)
+        _draw_busy(ax, schedules[method], end, f"{title}\n(total work {total:g})")
+        ax.set_xlabel(f"time, in units of {unit}")
     axes[0].set_yticks(range(1, layers + 1), [f"layer {i}" for i in range(1, layers + 1)])
     axes[0].invert_yaxis()
-    fig.legend(handles=[Patch(color=c, label=k) for k, c in colors.items()], loc="lower center", ncol=4,
-               bbox_to_anchor=(0.5, -0.02))
+    _work_legend(fig, ["forward", "backward", "synthesizer", "synthesizer_training", "update", "waiting"])
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
-def plot_gradient_comparison(synthetic, true, layer, iteration, history=None, size=None, units=64, examples=32):
+def plot_step_costs(costs, measured=None, size=None):
+    """What one training step costs, per method. `costs`: {method: [one dict per block, keys of WORK]} in
+    multiply-adds per example; left, one stacked bar per method with its ratio to backprop. `measured`:
+    {method: ms per step}, drawn on the right with the measured ratio, so the two can be read side by side."""
+    methods = list(costs)
+    totals = {m: sum(sum(block.values()) for block in costs[m]) for m in methods}
+    base = totals.get("backprop", totals[methods[0]])
+    panels = 2 if measured else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 1.5 + 0.55 * len(methods)), squeeze=False)
+    ax = axes[0][0]
+    for row, method in enumerate(methods):
+        left = 0.0
+        for kind in WORK:
+            value = sum(block[kind] for block in costs[method])
+            ax.barh(row, value, left=left, color=WORK_COLORS[kind], edgecolor="white",
+                    label=WORK_LABELS[kind] if row == 0 else None)
+            left += value
+        ax.text(left, row, f"  {totals[method] / base:.2f}x", va="center", fontsize=9)
+    ax.set_yticks(range(len(methods)), methods)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(totals.values()) * 1.25)
+    ax.set_xlabel("multiply-adds per example, one training step")
+    ax.set_title("counted: the work in a step (ratio to backprop)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
+    if measured:
+        ax = axes[0][1]
+        base_ms = measured.get("backprop", measured[methods[0]])
+        for row, method in enumerate(methods):
+            ax.barh(row, measured[method], color=method_color(method))
+            ax.text(measured[method], row, f"  {measured[method] / base_ms:.2f}x", va="center", fontsize=9)
+        ax.set_yticks(range(len(methods)), methods)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(measured.values()) * 1.25)
+        ax.set_xlabel("ms per step, median (measured here)")
+        ax.set_title("measured: one process, one step after another" + _suffix(size), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pipeline_periods(costs):
+    """The one-line cost model of throughput, one device per block: a locked step (backprop) finishes a
+    batch every sum_k (F_k + B_k); a decoupled pipeline, every block on a different batch, finishes one every
+    max_k (F_k + S_k + B_k + R_k) (forward, synthesizer forward, local backward, synthesizer training)."""
+    return {"locked": sum(c["forward"] + c["backward"] for c in costs),
+            "decoupled": max(sum(c[k] for k in WORK) for c in costs)}
+
+
+def pipeline_schedule(costs, batches, mode):
+    """What each block does when over `batches` batches, one device per block: a list of
+    (block, kind, start, length, batch). locked: batch b+1 enters block 1 only after block 1 has updated
+    from batch b's backward pass. decoupled: block k takes batch b as soon as block k-1 has sent it up and
+    block k is free; after its local backward it trains its synthesizer on batch b-1, whose target (the input
+    gradient of block k+1) has arrived by then or is waited for."""
+    n, events = len(costs), []
+    free = [0.0] * n
+    if mode == "locked":
+        for b in range(batches):
+            t = free[0]
+            for k, c in enumerate(costs):
+                events.append((k, "forward", t, c["forward"], b))
+                t += c["forward"]
+            for k in reversed(range(n)):
+                events.append((k, "backward", t, costs[k]["backward"], b))
+                t += costs[k]["backward"]
+                free[k] = t
+        return events
+    ready = {}                                           # (block, batch): when its input gradient exists
+    for b in range(batches + 1):
+        arrived = 0.0                                    # when batch b's activations reach the block
+        for k, c in enumerate(costs):
+            t = free[k]
+            if b < batches:
+                t = max(t, arrived)
+                events.append((k, "forward", t, c["forward"], b))
+                t += c["forward"]
+                arrived = t
+                if k < n - 1:
+                    events.append((k, "synthesizer", t, c["synthesizer"], b))
+                    t += c["synthesizer"]
+                events.append((k, "backward", t, c["backward"], b))
+                t += c["backward"]
+                ready[k, b] = t
+            if k < n - 1 and b > 0:                      # train the synthesizer on the previous batch
+                t = max(t, ready[k + 1, b - 1])
+                events.append((k, "synthesizer_training", t, c["synthesizer_training"], b - 1))
+                t += c["synthesizer_training"]
+            free[k] = t
+    return events
+
+
+def plot_pipeline_schedule(costs=None, blocks=3, batches=4):
+    """A schematic timeline of several batches, one device per block: locked (backprop: a batch goes up and
+    back down before the next may enter) against decoupled (every block works on a different batch at once).
+    Forward bars carry their batch number. The title gives `pipeline_periods`, the one-line cost model."""
+    costs = schematic_costs(blocks) if costs is None else costs
+    schedules = {m: pipeline_schedule(costs, batches, m) for m in ("locked", "decoupled")}
+    end = max(s + d for events in schedules.values() for _, _, s, d, _ in events) * 1.02
+    periods = pipeline_periods(costs)
+    fig, axes = plt.subplots(2, 1, figsize=(11, 1.6 + 1.0 * len(costs)), sharex=True)
+    for ax, mode in zip(axes, ("locked", "decoupled")):
+        for k in range(len(costs)):
+            ax.broken_barh([(0, end)], (k + 1 - 0.35, 0.7), color=WORK_COLORS["waiting"])
+        for k, kind, start, length, b in schedules[mode]:
+            ax.broken_barh([(start, length)], (k + 1 - 0.35, 0.7), color=WORK_COLORS[kind], edgecolor="white")
+            if kind == "forward":
+                ax.text(start + length / 2, k + 1, str(b + 1), ha="center", va="center", fontsize=8, color="white")
+        ax.set_yticks(range(1, len(costs) + 1), [f"block {k}" for k in range(1, len(costs) + 1)])
+        ax.invert_yaxis()
+        ax.set_xlim(0, end)
+        name = "locked (backprop)" if mode == "locked" else "decoupled (synthetic gradients)"
+        ax.set_title(f"{name}: one batch every {periods[mode]:g} units", fontsize=10)
+    axes[1].set_xlabel("time, in units of one block's forward pass (schematic; numbers on bars: batch)")
+    fig.suptitle("Schematic, one device per block. Locked: a batch every sum over blocks of (F + B); decoupled: every "
+                 "max over blocks of (F + S + B + R)\n(F forward, B backward, S synthesizer forward, R synthesizer "
+                 "training)", fontsize=10)
+    _work_legend(fig, ["forward", "backward", "synthesizer", "synthesizer_training", "waiting"])
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def plot_gradient_comparison(synthetic, true, layer, iteration, history=None, size=None, units=64, examples=32,
+                             label="synthetic"):
     """Synthetic vs true gradient of one hidden block at one checkpoint, side by side.
 
     synthetic, true: (batch, units) tensors (per-example dL/dh, as `dni.DNI.measure` records them).
+    label: what the first tensor is, in the panels ("synthetic"; for DGL, "DGL head": its local gradient).
     Panels: a scatter of all components against y = x; heatmaps of the first `examples` x `units`
     entries on one colour scale; and, given the `history`, the whole-batch cosine of every layer over
     training with this checkpoint marked. Returns the Figure.
@@ -102,11 +289,11 @@ def plot_gradient_comparison(synthetic, true, layer, iteration, history=None, si
     limit = float(max(true.abs().max(), synthetic.abs().max(), 1e-12))
     ax.plot([-limit, limit], [-limit, limit], color="#222222", linewidth=0.8, label="y = x")
     ax.set_xlabel("true gradient component")
-    ax.set_ylabel("synthetic gradient component")
+    ax.set_ylabel(f"{label} gradient component")
     ax.set_title(f"block {layer}, iteration {iteration:,}\nwhole-batch cosine {cosine:.2f}")
     ax.legend(loc="upper left", fontsize=8)
     scale = float(true[:examples, :units].abs().max()) or 1.0
-    for ax, values, name in ((axes[1], synthetic, "synthetic"), (axes[2], true, "true")):
+    for ax, values, name in ((axes[1], synthetic, label), (axes[2], true, "true")):
         image = ax.imshow(values[:examples, :units], cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto")
         ax.set_title(f"{name} dL/dh")
         ax.set_xlabel("unit")
@@ -156,7 +343,8 @@ def channel_cosines(synthetic, true):
     return torch.nn.functional.cosine_similarity(s, t, dim=1, eps=1e-12)
 
 
-def plot_conv_gradient_comparison(synthetic, true, layer, iteration, history=None, size=None, example=None):
+def plot_conv_gradient_comparison(synthetic, true, layer, iteration, history=None, size=None, example=None,
+                                  label="synthetic"):
     """Synthetic vs true gradient of a convolutional block's feature map at one checkpoint.
 
     Panels: the cosine of every channel (bars, whole-batch cosine as a line); the true and synthetic
@@ -176,14 +364,14 @@ def plot_conv_gradient_comparison(synthetic, true, layer, iteration, history=Non
     ax.axhline(overall, color="#222222", linewidth=1, label=f"whole batch {overall:.2f}")
     ax.set_ylim(-1, 1)
     ax.set_xlabel("channel")
-    ax.set_ylabel("cosine(synthetic, true)")
-    ax.set_title(f"block {layer}, iteration {iteration:,}\n|synthetic| / |true| = {ratio:.2f}")
+    ax.set_ylabel(f"cosine({label}, true)")
+    ax.set_title(f"block {layer}, iteration {iteration:,}\n|{label}| / |true| = {ratio:.2f}")
     ax.legend(loc="lower right", fontsize=8)
     if example is None:
         example = int(true.flatten(1).norm(dim=1).argmax())
     channel = int(true[example].flatten(1).norm(dim=1).argmax())
     scale = max(float(true[example, channel].abs().max()), float(synthetic[example, channel].abs().max())) or 1.0
-    for ax, values, name in ((axes[1], true, "true"), (axes[2], synthetic, "synthetic")):
+    for ax, values, name in ((axes[1], true, "true"), (axes[2], synthetic, label)):
         image = ax.imshow(values[example, channel], cmap="RdBu_r", vmin=-scale, vmax=scale)
         ax.set_title(f"{name} dL/dh, example {example}, channel {channel}\n"
                      f"(cosine in this channel {float(cosines[channel]):.2f})", fontsize=9)

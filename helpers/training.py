@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .config import amp_dtype, checkpoint_folder, runs_folder
 from .data import random_batches
+from .probe import update_metrics
 
 
 class DivergenceError(RuntimeError):
@@ -142,7 +143,7 @@ def learning_rate(size, iteration):
 
 
 def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, amp=False, checkpoint=None,
-          reuse=False):
+          reuse=False, probe_update=False):
     """Train `learner` on `data` for `size.iterations` steps and return its `History`.
 
     augment: a function applied to each training batch of images on the device (e.g.
@@ -160,6 +161,10 @@ def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, a
     trained before, it is loaded from `config.runs_folder()` (learner state and history, a line says so);
     otherwise it is trained and stored there. Anything that could change a number gives another key.
 
+    probe_update: also record, at each evaluation, `probe.update_metrics` (how the update each hidden block
+    applies compares with backprop's from the same state, and the gradient cosine's baselines; notebooks 03-05,
+    08). It works on copies and restores the random state, so every other number of the run stays the same.
+
     The batch order comes from `seed` alone, so two learners trained with one seed see the same batches.
     Losses are kept on the device between evaluation points (no per-step synchronisation); at each point
     they are checked, and a NaN or infinity raises `DivergenceError` naming the first bad iteration.
@@ -171,7 +176,9 @@ def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, a
     losses = torch.zeros(size.eval_every, device=data.x_train.device)
     correct = torch.zeros(size.eval_every, device=data.x_train.device)
     dtype = amp_dtype(data.x_train.device) if amp else torch.float32
-    saver = Checkpoints.for_reuse(learner, data, size, seed) if reuse else Checkpoints.for_run(checkpoint, learner, size, seed)
+    more = ("probe_update",) if probe_update else ()     # a run that records more is another run
+    saver = Checkpoints.for_reuse(learner, data, size, seed, *more) if reuse else \
+        Checkpoints.for_run(checkpoint, learner, size, seed, *more)
     begin, elapsed = 1, 0.0
     if saver is not None and saver.exists():
         begin, history, elapsed = saver.resume(learner)
@@ -217,6 +224,9 @@ def train(learner, data, size, seed=0, progress=True, desc=None, augment=None, a
             if hasattr(learner, "measure"):
                 for name, value in learner.measure(x, y).items():
                     history.extra.setdefault(name, []).append(value)
+            if probe_update:
+                for name, value in update_metrics(learner, x, y).items():
+                    history.extra.setdefault(name, []).append(value)
             bar.set_postfix(test_acc=f"{history.test_accuracy[-1]:.4f}")
             if saver is not None and saver.due(iteration):
                 saver.save(learner, history, iteration, time.perf_counter() - start)
@@ -248,22 +258,22 @@ class Checkpoints:
         return f"{learner.method}_{len(learner.model)}layers_{size.name}_seed{seed}_{key}.pt"
 
     @classmethod
-    def for_run(cls, folder, learner, size, seed):
+    def for_run(cls, folder, learner, size, seed, *more):
         if folder is False or (folder is None and not size.checkpoint_every):
             return None
         every = size.checkpoint_every or size.eval_every
         if every % size.eval_every:
             raise ValueError(f"checkpoint_every ({every}) must be a multiple of eval_every ({size.eval_every}).")
         folder = checkpoint_folder() if folder is None else pathlib.Path(folder)
-        return cls(folder / cls._key(learner, size, seed), every)
+        return cls(folder / cls._key(learner, size, seed, *more), every)
 
     @classmethod
-    def for_reuse(cls, learner, data, size, seed):
+    def for_reuse(cls, learner, data, size, seed, *more):
         """The stored copy of a finished run, keyed by everything that could change one of its numbers."""
         x = data.x_train
         identity = (data.name, tuple(x.shape), round(float(x[:256].double().sum()), 6), len(data.x_test))
         machine = (torch.__version__, x.device.type, torch.get_num_threads())
-        name = cls._key(learner, size, seed, identity, machine, code_version())
+        name = cls._key(learner, size, seed, identity, machine, code_version(), *more)
         return cls(runs_folder() / name, size.iterations, reuse=True)
 
     def exists(self):

@@ -90,7 +90,9 @@ class Unit:
 def make_units(model, lr, input_hidden_layers=0, hidden_layers=0, num_classes=10, optimizer=Adam, input_hidden=1024):
     """Cut `model` (a list of Linear blocks) into units: block 0 reads x itself; every later block gets an
     input synthesizer (`input_hidden_layers` hidden layers of `input_hidden` units); every hidden block gets a
-    label-conditioned gradient synthesizer (cDNI)."""
+    label-conditioned gradient synthesizer (cDNI). Gradient synthesizers start at zero (an untrained one
+    leaves its block where it is), input synthesizers at random: a zero input is the same for every example,
+    and a BatchNorm block fed identical rows trains on rounding noise (`synthesizers.InputSynthesizer`)."""
     device = next(model.parameters()).device
     blocks = list(model)
 

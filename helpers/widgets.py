@@ -3,7 +3,7 @@
 Thin glue over `plots.plot_gradient_comparison`, which does all the drawing (and is tested on its own).
 Works in JupyterLab and on Colab (ipywidgets 7.6 or 8; on Colab with ipywidgets 8, enable the custom
 widget manager first).
-Notebooks 02, 03 and 07.
+Notebooks 02, 03, 07 and 10.
 """
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -16,13 +16,15 @@ class GradientExplorer:
     """A dropdown (block) and a slider (checkpoint) over what `dni.DNI.measure` recorded during training.
 
     learner.snapshots[k][block] = (synthetic, true) at history.iteration[k]. `plot` is the drawing
-    function, replaceable for tests; `self.figure` is the last figure drawn.
+    function, replaceable for tests; `self.figure` is the last figure drawn. `label` names what the learner
+    follows in the panels (default: the plot's own, "synthetic"; DGL: label="DGL head").
     """
 
-    def __init__(self, learner, history, size=None, plot=plots.plot_gradient_comparison):
+    def __init__(self, learner, history, size=None, plot=plots.plot_gradient_comparison, label=None):
         if not learner.snapshots:
             raise ValueError("the learner recorded no snapshots: train it with training.train first.")
         self.snapshots, self.history, self.size, self.plot = learner.snapshots, history, size, plot
+        self.options = {} if label is None else {"label": label}
         blocks = len(self.snapshots[0])
         self.layer = widgets.Dropdown(options=[(f"block {i}", i) for i in range(blocks)], value=blocks - 1,
                                       description="block")
@@ -40,7 +42,8 @@ class GradientExplorer:
         synthetic, true = self.snapshots[k][block]
         iteration = self.history.iteration[k]
         self.caption.value = f"iteration {iteration:,}"
-        self.figure = self.plot(synthetic, true, block, iteration, history=self.history, size=self.size)
+        self.figure = self.plot(synthetic, true, block, iteration, history=self.history, size=self.size,
+                                **self.options)
         with self.output:
             self.output.clear_output(wait=True)
             display(self.figure)

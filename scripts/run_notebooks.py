@@ -53,7 +53,7 @@ def main(paths):
     if paths == ["--times-only"]:
         print_times(load_times(os.environ.get("SG_SIZE", "quick")))
         return
-    paths = [Path(p).resolve() for p in paths] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = [Path(p).resolve() for p in paths] or sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     size = os.environ.get("SG_SIZE", "quick")
     failed, times = [], load_times(size).get("notebooks", {})
     for path in paths:

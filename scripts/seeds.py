@@ -81,6 +81,7 @@ def _plan():
               "backprop_p0.5", "backprop_p0.2", "dni_p0.5", "dni_p0.2", "cdni_p0.5", "cdni_p0.2"]
     plan += [(label, 3, "test", seed) for label in others for seed in SEEDS]
     plan += [("dgl", 6, "test", seed) for seed in SEEDS]                                   # notebook 10 at 6 layers
+    plan += [("full_unlock", 3, "test", seed) for seed in SEEDS]                           # notebook 06
     plan += [("dni_linear", layers, "test", seed) for layers in (3, 6) for seed in SEEDS]    # notebook 03's DNI
     plan += [(label, layers, "validation", 0) for label in ("dni_linear", "dni_1x1024", "dni_paper")
              for layers in (3, 4, 5, 6)]

@@ -8,7 +8,13 @@ Rules, so that a reading group sees the argument and not the plumbing:
 - the title cell and every `## ` section start a slide (a `# Part` heading too); `### ` starts a sub-slide;
 - "What we saw", "Summary", "Exercises" and "References" are `## ` sections, each in a cell of its own, so each
   starts a slide; no `## ` heading may sit inside a cell, where it would start nothing;
-- a code cell that draws a figure, or has more than 12 lines, gets a sub-slide of its own;
+- a code cell that draws a figure, or has more than 12 lines, gets a sub-slide of its own; in the deck a figure
+  cell shows its outputs only (its code stays in the notebook), and a figure is at most FIGURE_HEIGHT pixels
+  high, so on a 1280x720 screen the figure is in view without scrolling; prose after a figure shares its slide
+  only up to CAPTION characters, more starts a continuation, and so does a code cell after a figure;
+- a list stays with its lead-in: a markdown cell followed by list items in the next cells starts a continuation
+  if it and the list together would not fit; only a list longer than a slide goes on, between two items, on a
+  continuation; the check fails where anything else cuts a list (e.g. a figure between its halves);
 - the set-up cell, the "checks" and "save results" cells are skipped, and so is the "**Before you start**" cell
   (prerequisites and run times: for a reader about to run the notebook, not for a room);
 - "**In this notebook you will learn**" (the goals) starts a sub-slide after the title slide's motivation;
@@ -22,6 +28,7 @@ The decks work with no network: reveal.js and MathJax are installed from the npm
 build/slides/vendor/ on the first build (kept afterwards), and the template points at them by relative paths.
 """
 import argparse
+import copy
 import re
 import shutil
 import subprocess
@@ -39,6 +46,9 @@ BEFORE = "**Before you start**"
 GOALS = "**In this notebook you will learn**"
 EXERCISE = re.compile(r"\*\*\d+\.\*\* ")
 STARTS = {"slide", "subslide"}
+FIGURE_HEIGHT = 520               # pixels of reveal's 960x700 slide: room for a line of printed output above
+CAPTION = 300                     # characters of prose that fit below a figure on its slide (about three lines)
+LIST_ITEM = re.compile(r"(?:[-*+]|\d+[.)])\s")
 # nbconvert's reveal template is written for reveal.js 4.0.2 (its CDN default) and its layout (dist/, plugin/);
 # MathJax 3 because the template's MathJax 2 calls are replaced below.
 PACKAGES = {"reveal.js": "4.0.2", "mathjax": "3.2.2"}
@@ -58,8 +68,10 @@ def prose(cell):
     return len(TAG.sub("", text).strip())
 
 
-def slide_type(cell, previous, on_slide):
-    """The slide type the rules give `cell`, after `previous`, with `on_slide` characters already on the slide."""
+def slide_type(cell, previous, on_slide, together=None, below_figure=False):
+    """The slide type the rules give `cell`, after `previous`, with `on_slide` characters already on the slide;
+    `together`: the prose that must share a slide with the cell (itself and the list items after it);
+    `below_figure`: the slide so far shows a figure."""
     text = cell.source.lstrip()
     if cell.cell_type == "markdown":
         if text.startswith(NOTES):
@@ -72,31 +84,55 @@ def slide_type(cell, previous, on_slide):
             return "skip"
         if EXERCISE.match(text) and not (previous is not None and previous.source.lstrip().startswith("## Exercises")):
             return "subslide"
-        if on_slide and on_slide + prose(cell) > LIMIT:
+        if on_slide and on_slide + (prose(cell) if together is None else together) > LIMIT:
             return "subslide"
         return "-"
     if "google.colab" in text or "save_results(" in text:
         return "skip"
     if previous is not None and previous.cell_type == "markdown" and previous.source.lstrip().startswith("Checks that hold"):
         return "skip"
-    draws = "plt.show()" in text or any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
-    if draws or len(text.splitlines()) > 12:
+    if draws(cell) or below_figure or len(text.splitlines()) > 12:
         return "subslide"
     return "-"
 
 
+def draws(cell):
+    """A code cell that shows a figure: it calls plt.show() or has an image among its outputs."""
+    return cell.cell_type == "code" and ("plt.show()" in cell.source or any(
+        "image/png" in o.get("data", {}) for o in cell.get("outputs", [])))
+
+
+def starts_list(cell):
+    return cell.cell_type == "markdown" and LIST_ITEM.match(cell.source.lstrip()) is not None
+
+
+def with_its_list(cells, k):
+    """Prose of cell k and of the list items in the markdown cells right after it: one block for the LIMIT rule,
+    so a continuation slide starts before a list's lead-in rather than inside the list."""
+    size = prose(cells[k])
+    if starts_list(cells[k]):
+        return size
+    for cell in cells[k + 1:]:
+        if not starts_list(cell):
+            break
+        size += prose(cell)
+    return size
+
+
 def apply(notebook):
     """Set `metadata.slideshow.slide_type` on every cell; returns the number of cells changed."""
-    changed, previous, on_slide = 0, None, 0
-    for cell in notebook.cells:
-        wanted = slide_type(cell, previous, on_slide)
+    changed, previous, on_slide, below_figure = 0, None, 0, False
+    for k, cell in enumerate(notebook.cells):
+        wanted = slide_type(cell, previous, on_slide, with_its_list(notebook.cells, k), below_figure)
         if cell.metadata.get("slideshow", {}).get("slide_type") != wanted:
             cell.metadata["slideshow"] = {"slide_type": wanted}
             changed += 1
         if wanted in STARTS:
-            on_slide = 0
+            on_slide, below_figure = 0, False
         if wanted not in ("notes", "skip"):
             on_slide += prose(cell)
+        if wanted != "skip" and draws(cell):
+            on_slide, below_figure = LIMIT - CAPTION, True   # the figure fills the slide but for a caption
         previous = cell
     return changed
 
@@ -143,7 +179,57 @@ def problems(notebook, name):
             found.append(f"{where}: {inside[0]!r} sits inside a cell; start a new cell there so it starts a slide")
         if text.startswith(END_SECTIONS) and kind(cell) != "slide":
             found.append(f"{where}: {text.splitlines()[0]!r} is not a slide of its own")
+    return found + split_lists(notebook, name)
+
+
+def split_lists(notebook, name):
+    """Lists cut by a slide boundary: a markdown cell that starts with a list item, separated from the markdown
+    cell before it (the list's first half, or its lead-in) by a cell that starts a slide. The list item starting
+    a continuation itself is allowed: that is a list too long for one slide, going on between two items."""
+    found, number, previous, cut = [], 0, None, False
+    for cell in notebook.cells:
+        if kind(cell) in ("notes", "skip"):
+            continue
+        starts = kind(cell) in STARTS or number == 0
+        number += starts
+        if cell.cell_type != "markdown":
+            cut = cut or starts
+            continue
+        if starts_list(cell) and previous is not None and cut:
+            found.append(f"{name}, slide {number}: the list starting {cell.source.lstrip()[:40]!r} is cut from the "
+                         f"markdown before it on slide {previous} by a slide between them; keep a list and its "
+                         "lead-in together (move the figure or code above the lead-in, or below the list)")
+        previous, cut = number, False
     return found
+
+
+def for_the_room(notebook):
+    """The notebook as its deck shows it, changed in memory: a figure cell's code is left out (nbconvert skips a
+    cell's source when `metadata.transient.remove_source` is set), so the figure is the slide, and a cell that
+    shows several figures becomes one sub-slide per figure (each with the text printed before it), so that no
+    two figures are stacked past the bottom of the screen."""
+    cells = []
+    for cell in notebook.cells:
+        if not draws(cell):
+            cells.append(cell)
+            continue
+        cell.metadata["transient"] = {"remove_source": True}
+        parts, current = [], []
+        for output in cell.get("outputs", []):
+            current.append(output)
+            if "image/png" in output.get("data", {}):
+                parts, current = parts + [current], []
+        if current:                      # text printed after the last figure stays with it
+            parts = parts[:-1] + [parts[-1] + current] if parts else [current]
+        for k, outputs in enumerate(parts or [[]]):
+            piece = copy.deepcopy(cell) if k else cell
+            piece.outputs = outputs
+            if k:
+                piece.metadata["slideshow"] = {"slide_type": "subslide"}
+                piece["id"] = f"{cell.get('id', 'figure')}-{k}"[-64:]   # cell ids are unique
+            cells.append(piece)
+    notebook.cells = cells
+    return notebook
 
 
 # The reveal template of nbconvert, with every file it loads served from vendor/: jQuery, require.js and mermaid
@@ -156,7 +242,10 @@ window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\(', '\\)']], displayMath: [
                         processEscapes: true, tags: 'ams'}};
 </script>
 <script src="vendor/node_modules/mathjax/es5/tex-chtml-full.js"></script>
-<style>a[href*="colab.research.google.com"] { display: none; }  /* the Open-in-Colab badge: a link, not a slide */</style>
+<style>
+a[href*="colab.research.google.com"] { display: none; }  /* the Open-in-Colab badge: a link, not a slide */
+.reveal .jp-OutputArea-output img { max-height: {{ resources.figure_height }}px; width: auto; max-width: 100%; }
+</style>
 {%- endblock html_head_js_mathjax -%}
 {% block footer_js %}
 <script src="{{ resources.reveal.url_prefix }}/dist/reveal.js"></script>
@@ -187,20 +276,25 @@ def vendor(out=OUT):
     return root
 
 
-def build(paths, out=OUT):
-    """Render each notebook, outputs included, to out/<name>.slides.html that opens with no network."""
+def render(notebook, name="deck"):
+    """One deck's HTML: `notebook` as the room sees it (`for_the_room`), through the offline template."""
     from jinja2 import DictLoader
     from nbconvert import SlidesExporter
 
-    vendor(out)
     exporter = SlidesExporter(extra_loaders=[DictLoader({"offline.html.j2": TEMPLATE})],
                               template_file="offline.html.j2", reveal_url_prefix="vendor/node_modules/reveal.js",
                               reveal_theme="white")   # "white" loads its fonts from vendor/, "simple" from Google
+    resources = {"metadata": {"name": name}, "figure_height": FIGURE_HEIGHT}
+    return exporter.from_notebook_node(for_the_room(notebook), resources=resources)[0]
+
+
+def build(paths, out=OUT):
+    """Render each notebook, outputs included, to out/<name>.slides.html that opens with no network."""
+    vendor(out)
     written = []
     for path in paths:
-        body, _ = exporter.from_filename(str(path))
         target = out / (Path(path).stem + ".slides.html")
-        target.write_text(body, encoding="utf-8")
+        target.write_text(render(nbformat.read(path, as_version=4), Path(path).stem), encoding="utf-8")
         written.append(target)
     return written
 
@@ -211,7 +305,7 @@ def main():
     parser.add_argument("--build", action="store_true", help="render offline reveal.js decks into build/slides/")
     parser.add_argument("paths", nargs="*")
     args = parser.parse_args()
-    paths = [Path(p) for p in args.paths] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = [Path(p) for p in args.paths] or sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     if args.build:
         for target in build(paths):
             print(target.relative_to(ROOT) if target.is_relative_to(ROOT) else target)

@@ -184,7 +184,7 @@ def test_a_slide_deck_works_offline(offline_browser):
     deck, = slides.build([DECK])
     html = deck.read_text(encoding="utf-8")
     assert not REMOTE.search(html), "no script or style sheet is loaded from the network"
-    expected = len(slides.slides(nbformat.read(DECK, as_version=4)))
+    expected = len(slides.slides(slides.for_the_room(nbformat.read(DECK, as_version=4))))   # a figure a sub-slide
     offline_browser.get(deck.as_uri())
     wait = WebDriverWait(offline_browser, 60, poll_frequency=0.5)
     wait.until(lambda d: d.execute_script("return !!(window.Reveal && Reveal.isReady && Reveal.isReady());"))
@@ -205,3 +205,66 @@ def test_a_slide_deck_works_offline(offline_browser):
         "return document.querySelector('section.present mjx-container') !== null;"), "the shown slide has typeset maths"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     offline_browser.save_screenshot(str(ARTIFACTS / "slides_00.png"))
+
+
+FIGURE_DECK = ROOT / "notebooks" / "04_synthetic_loss.ipynb"   # its figure cells had up to 45 lines of plotting code
+FIGURES = ".reveal .slides section .jp-OutputArea-output img"
+
+
+def show_figure(driver, k):
+    """Go to the slide of the deck's k-th figure; return its image's box and the viewport: [left, top, right,
+    bottom, width, height] in CSS pixels, once the slide is the one shown and the image has loaded."""
+    driver.execute_script("const s = document.querySelectorAll(arguments[0])[arguments[1]].closest('section');"
+                          "const i = Reveal.getIndices(s); Reveal.slide(i.h, i.v);", FIGURES, k)
+    WebDriverWait(driver, 10, poll_frequency=0.1).until(lambda d: d.execute_script(
+        "const img = document.querySelectorAll(arguments[0])[arguments[1]];"
+        "return img.complete && img.closest('section').classList.contains('present');", FIGURES, k))
+    time.sleep(0.2)   # reveal lays the slide out on the next frame
+    return driver.execute_script(
+        "const r = document.querySelectorAll(arguments[0])[arguments[1]].getBoundingClientRect();"
+        "return [r.left, r.top, r.right, r.bottom, window.innerWidth, window.innerHeight];", FIGURES, k)
+
+
+def slide_bottom(driver, k):
+    """The lowest point of anything on the slide of the deck's k-th figure (shown), in CSS pixels."""
+    return driver.execute_script(
+        "const s = document.querySelectorAll(arguments[0])[arguments[1]].closest('section');"
+        "return Math.max(...Array.from(s.querySelectorAll('*')).map(e => e.getBoundingClientRect().bottom));",
+        FIGURES, k)
+
+
+@pytest.mark.skipif(shutil.which("npm") is None and not all(
+    (slides.OUT / "vendor" / "node_modules" / f).is_file() for f in slides.VENDOR_FILES),
+    reason="npm missing (apt-get install npm): it fetches reveal.js and MathJax for the slides once")
+def test_every_figure_of_a_deck_is_in_view_at_1280x720(offline_browser, tmp_path):
+    """Notebook 04's deck on a 1280x720 projector: on each figure's slide the whole image, and everything else on
+    that slide, lies inside the viewport, without scrolling (the deck hides the plotting code and caps a figure's
+    height; a figure shares its slide with a caption at most)."""
+    notebook = nbformat.read(FIGURE_DECK, as_version=4)
+    slides.apply(notebook)             # the rules as they are (tests/test_slides.py checks the notebooks keep them)
+    nbformat.write(notebook, tmp_path / FIGURE_DECK.name)
+    deck, = slides.build([tmp_path / FIGURE_DECK.name])
+    offline_browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                    {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False})
+    offline_browser.get(deck.as_uri())
+    WebDriverWait(offline_browser, 60, poll_frequency=0.5).until(
+        lambda d: d.execute_script("return !!(window.Reveal && Reveal.isReady && Reveal.isReady());"))
+    offline_browser.execute_script("Reveal.configure({transition: 'none'});")
+    offline_browser.execute_async_script(   # typeset maths first: it changes the height of the prose above a figure
+        "const done = arguments[0]; (window.MathJax && MathJax.startup ? MathJax.startup.promise : Promise.resolve())"
+        ".then(() => done(), () => done());")
+    count = offline_browser.execute_script("return document.querySelectorAll(arguments[0]).length;", FIGURES)
+    assert count >= 3, "the deck has its figures"
+    boxes, bottoms = [], []
+    for k in range(count):
+        boxes.append(show_figure(offline_browser, k))
+        bottoms.append(slide_bottom(offline_browser, k))
+    outside = [(k, box) for k, box in enumerate(boxes)
+               if box[0] < 0 or box[1] < 0 or box[2] > box[4] or box[3] > box[5] or box[3] - box[1] < 50]
+    overflowing = [(k, round(bottom)) for k, bottom in enumerate(bottoms) if bottom > boxes[k][5]]
+    tallest = max(range(count), key=lambda k: boxes[k][3] - boxes[k][1])
+    show_figure(offline_browser, tallest)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    offline_browser.save_screenshot(str(ARTIFACTS / "slides_04_tallest_figure.png"))
+    assert not outside, f"figures not wholly in view at 1280x720 (index, [left, top, right, bottom, w, h]): {outside}"
+    assert not overflowing, f"figure slides running past the bottom of the screen (index, bottom): {overflowing}"

@@ -139,3 +139,69 @@ def test_the_future_cosine_figure_draws_only_runs_with_a_synthesizer_on_the_righ
     fig = plots.plot_text([dict_history for dict_history in runs], size="quick")
     assert "mean of 2" in fig.axes[0].get_legend().get_texts()[1].get_text()
     plt.close("all")
+
+
+def test_the_locking_timeline_draws_all_of_dnis_work_and_its_earlier_updates():
+    costs = plots.schematic_costs(3)
+    backprop, dni = plots.locking_schedule(costs, "backprop"), plots.locking_schedule(costs, "dni")
+    work = {m: sum(d for spans in s.values() for _, d, _ in spans) for m, s in (("backprop", backprop), ("dni", dni))}
+    synthesizer_work = sum(c["synthesizer"] + c["synthesizer_training"] for c in costs)
+    assert work["dni"] == work["backprop"] + synthesizer_work > work["backprop"], "DNI does more work, not less"
+    for layer in (1, 2):
+        kinds = [k for _, _, k in dni[layer]]
+        assert kinds == ["forward", "synthesizer", "backward", "update", "synthesizer_training"], kinds
+        update = {m: [s for s, _, k in spans[layer] if k == "update"][0] for m, spans in (("backprop", backprop), ("dni", dni))}
+        assert update["dni"] < update["backprop"], "a lower layer updates earlier with a synthetic gradient"
+    for layer in (1, 2):   # a synthesizer trains only once the layer above has sent its target down
+        above_backward_end = [s + d for s, d, k in dni[layer + 1] if k == "backward"][0]
+        assert [s for s, _, k in dni[layer] if k == "synthesizer_training"][0] >= above_backward_end
+    fig = plots.plot_locking(costs=costs)
+    assert "total work 8" in fig.axes[0].get_title() and "total work 12" in fig.axes[1].get_title()
+    plt.close(fig)
+
+
+def busy_at(events, t):
+    return {(k, b) for k, kind, s, d, b in events if s <= t < s + d}
+
+
+def test_the_pipelined_schedule_runs_blocks_on_different_batches_and_keeps_the_cost_model():
+    costs = plots.schematic_costs(3)
+    periods = plots.pipeline_periods(costs)
+    assert periods == {"locked": 8.0, "decoupled": 5.0}
+    for mode in ("locked", "decoupled"):
+        events = plots.pipeline_schedule(costs, 8, mode)
+        starts = sorted(s for k, kind, s, d, b in events if k == 2 and kind == "forward")
+        assert starts[-1] - starts[-2] == periods[mode], (mode, starts)   # steady state: one batch per period
+        times = sorted({s for _, _, s, _, _ in events})
+        at_once = [busy_at(events, t) for t in times]
+        if mode == "locked":
+            assert all(len(b) <= 1 for b in at_once), "backprop: one block busy at a time"
+        else:
+            assert any(len({batch for _, batch in b}) >= 2 for b in at_once), "blocks on different batches at once"
+            for k, kind, s, d, b in events:
+                if kind == "synthesizer_training":
+                    ready = [s2 + d2 for k2, kind2, s2, d2, b2 in events if (k2, kind2, b2) == (k + 1, "backward", b)][0]
+                    assert s >= ready, "a synthesizer trains on a target that has arrived"
+    fig = plots.plot_pipeline_schedule(costs, batches=4)
+    assert "every 8 units" in fig.axes[0].get_title() and "every 5 units" in fig.axes[1].get_title()
+    plt.close(fig)
+
+
+def test_step_costs_figure_gives_each_methods_ratio():
+    costs = {"backprop": [{"forward": 2, "backward": 2, "synthesizer": 0, "synthesizer_training": 0}],
+             "dni": [{"forward": 2, "backward": 2, "synthesizer": 1, "synthesizer_training": 1}]}
+    fig = plots.plot_step_costs(costs, measured={"backprop": 1.0, "dni": 3.0}, size="smoke")
+    counted, measured = fig.axes
+    assert [t.get_text().strip() for t in counted.texts] == ["1.00x", "1.50x"]
+    assert [t.get_text().strip() for t in measured.texts] == ["1.00x", "3.00x"] and "smoke" in measured.get_title()
+    plt.close(fig)
+
+
+def test_the_explorer_names_what_the_learner_follows():
+    explorer = widgets.GradientExplorer(FakeLearner(), fake_history(), label="DGL head")
+    titles = [ax.get_title() for ax in explorer.figure.axes]
+    assert titles[1] == "DGL head dL/dh" and not any("synthetic" in t for t in titles)
+    assert explorer.figure.axes[0].get_ylabel() == "DGL head gradient component"
+    conv = plots.plot_conv_gradient_comparison(torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), 0, 1, label="DGL head")
+    assert conv.axes[2].get_title().startswith("DGL head dL/dh") and "synthetic" not in conv.axes[0].get_ylabel()
+    plt.close("all")

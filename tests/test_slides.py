@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import slides  # noqa: E402
 
@@ -133,3 +133,74 @@ def test_run_logistics_are_skipped_and_goals_and_exercises_get_slides_of_their_o
     kinds = [slides.kind(c) for c in notebook.cells][4:]
     assert kinds == ["skip", "subslide", "slide", "-", "subslide", "subslide", "notes"]
     assert slides.problems(notebook, "x.ipynb") == []
+
+
+def test_a_list_cut_by_a_figure_is_named():
+    """02's two regression targets were split by the diagram between them: the second half sat on the figure's
+    sub-slide, away from its lead-in."""
+    notebook = planted(["Targets:\n\n- **top**: the true gradient", "**Speaker notes** — two targets."])
+    notebook.cells.append(nbformat.v4.new_code_cell("fig = diagrams.dni()\nplt.show()"))
+    notebook.cells.append(nbformat.v4.new_markdown_cell("- **lower**: bootstrapped"))
+    slides.apply(notebook)
+    found = slides.problems(notebook, "x.ipynb")
+    assert len(found) == 1 and "x.ipynb, slide 3: the list starting '- **lower**" in found[0], found
+    notebook.cells[-2:] = notebook.cells[-2:][::-1]          # the figure below the list: nothing is cut
+    slides.apply(notebook)
+    assert slides.problems(notebook, "x.ipynb") == []
+
+
+def test_a_list_moves_to_a_continuation_with_its_lead_in():
+    """Lead-in and list do not fit after the first paragraph: the lead-in starts the continuation, not the list."""
+    notebook = planted(["a" * 600, "Three findings:", "- " + "b" * 200, "- " + "c" * 200])
+    assert [slides.kind(c) for c in notebook.cells][-4:] == ["-", "subslide", "-", "-"]
+    assert slides.problems(notebook, "x.ipynb") == []
+
+
+def test_a_list_longer_than_a_slide_goes_on_between_two_items():
+    notebook = planted(["Findings:", "- " + "b" * 500, "- " + "c" * 500])
+    assert [slides.kind(c) for c in notebook.cells][-3:] == ["subslide", "-", "subslide"]
+    assert slides.problems(notebook, "x.ipynb") == []
+
+
+def test_the_deck_shows_a_figure_without_its_code():
+    """On a figure's slide the figure is the slide: the deck leaves out the cell's code (the notebook keeps it)
+    and caps the image's height; a cell that draws nothing keeps its code."""
+    notebook = planted([])
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    figure = nbformat.v4.new_code_cell("curves = 'the plotting input'\nplt.plot(curves)")
+    figure.outputs = [nbformat.v4.new_output("display_data", {"image/png": png, "text/plain": "<Figure>"})]
+    notebook.cells += [figure, nbformat.v4.new_code_cell("table = 'a computation'")]
+    slides.apply(notebook)
+    html = slides.render(notebook)
+    assert png in html and "the plotting input" not in html and "a computation" in html
+    assert f"max-height: {slides.FIGURE_HEIGHT}px" in html
+
+
+def test_a_cell_with_two_figures_gives_each_its_own_sub_slide_in_the_deck():
+    """Two figures of one cell stacked on one slide run past the bottom of the screen (04's two diagrams)."""
+    figure = nbformat.v4.new_code_cell("plot()\nplt.show()\nprint('second')\nplot()\nplt.show()")
+    figure.outputs = [nbformat.v4.new_output("display_data", {"image/png": "AAAA"}),
+                      nbformat.v4.new_output("stream", text="second\n"),
+                      nbformat.v4.new_output("display_data", {"image/png": "BBBB"}),
+                      nbformat.v4.new_output("stream", text="after\n")]
+    notebook = planted([])
+    notebook.cells.append(figure)
+    slides.apply(notebook)
+    room = slides.for_the_room(notebook)
+    first, second = room.cells[-2:]
+    assert [slides.kind(first), slides.kind(second)] == ["subslide", "subslide"]
+    shown = [[o.get("data", {}).get("image/png", o.get("text")) for o in c.outputs] for c in (first, second)]
+    assert shown == [["AAAA"], ["second\n", "BBBB", "after\n"]]
+    assert first.id != second.id
+
+
+def test_a_figure_keeps_its_slide_to_itself_and_a_caption():
+    """A figure fills its slide but for about three lines: a short caption stays below it, a longer paragraph
+    or a code cell (e.g. one printing the numbers behind the figure) starts a continuation."""
+    notebook = planted([])
+    cells = [nbformat.v4.new_code_cell("plt.plot(x)\nplt.show()"), nbformat.v4.new_markdown_cell("The caption."),
+             nbformat.v4.new_markdown_cell("A paragraph. " * 30), nbformat.v4.new_code_cell("plt.plot(x)\nplt.show()"),
+             nbformat.v4.new_code_cell("print(numbers)")]
+    notebook.cells += cells
+    slides.apply(notebook)
+    assert [slides.kind(c) for c in cells] == ["subslide", "-", "subslide", "subslide", "subslide"]

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from helpers import config, learners, models, results, training
+from helpers import config, data, learners, models, results, training
 from helpers.config import RunSize
 
 TINY = RunSize("test", iterations=60, lr=1e-3, batch_size=64, eval_every=20)
@@ -276,3 +276,80 @@ def test_one_optimizer_for_every_module_is_the_update_of_one_per_module(mnist_sm
         assert len(ends[0]) == len(ends[1])
         assert all(torch.equal(a, b) for a, b in zip(*ends))
     assert len(dni.DNI(models.fcn(4), 1e-3).optimizers) == 1
+
+
+def test_a_resumed_run_draws_the_random_numbers_the_uninterrupted_one_draws(tmp_path, mnist_small, monkeypatch):
+    """Resume restores the global random states, not only the learner's: augmentation draws from torch's
+    global state (and the gates from their own generators), so a resumed run that did not restore it sees
+    other crops and flips. Checked both ways: restored, the histories agree; not restored, they differ (so
+    this run really depends on the random state)."""
+    size = RunSize("resume", iterations=30, lr=1e-3, batch_size=32, eval_every=10, checkpoint_every=10)
+
+    def learner():
+        config.seed_everything(0)
+        return learners.make("stochastic_cdni", models.fcn(3, hidden=16), size.lr, p=0.5)
+
+    def interrupted_then_resumed(folder):
+        stopped, calls = learner(), []
+        real_step = stopped.step
+
+        def step(x, y):
+            calls.append(1)
+            if len(calls) == 15:
+                raise KeyboardInterrupt("the runtime disconnected")
+            return real_step(x, y)
+        stopped.step = step
+        with pytest.raises(KeyboardInterrupt):
+            training.train(stopped, mnist_small, size, checkpoint=folder, progress=False, augment=data.random_crop_flip)
+        config.seed_everything(123)       # a new session: nothing of the old random state is left
+        return training.train(learner(), mnist_small, size, checkpoint=folder, progress=False,
+                              augment=data.random_crop_flip)
+    whole = training.train(learner(), mnist_small, size, checkpoint=False, progress=False, augment=data.random_crop_flip)
+    resumed = interrupted_then_resumed(tmp_path / "restored")
+    for field in ("iteration", "train_loss", "train_accuracy", "test_accuracy", "extra"):
+        assert getattr(resumed, field) == getattr(whole, field), field
+    monkeypatch.setattr(training, "_set_random_states", lambda states: None)
+    forgetful = interrupted_then_resumed(tmp_path / "not_restored")
+    assert forgetful.train_loss[:1] == whole.train_loss[:1] and forgetful.train_loss[1:] != whole.train_loss[1:]
+
+
+def test_the_train_loss_averages_the_steps_since_the_last_evaluation(mnist_small):
+    """25 iterations, an evaluation every 10: the points are 10, 20 and 25, and the last one averages
+    iterations 21-25 only (not the whole buffer, whose slots 6-10 still hold iterations 16-20)."""
+    size = RunSize("window", iterations=25, lr=1e-3, batch_size=32, eval_every=10)
+    config.seed_everything(0)
+    learner = learners.make("backprop", models.fcn(3, hidden=16), size.lr)
+    real_step, losses, right = learner.step, [], []
+
+    def step(x, y):
+        loss, logits = real_step(x, y)
+        losses.append(loss.item())
+        right.append((logits.argmax(1) == y).float().mean().item())
+        return loss, logits
+    learner.step = step
+    history = training.train(learner, mnist_small, size, progress=False)
+    assert history.iteration == [10, 20, 25]
+    for points, steps in ((history.train_loss, losses), (history.train_accuracy, right)):
+        windows = [steps[0:10], steps[10:20], steps[20:25]]
+        assert points == pytest.approx([sum(w) / len(w) for w in windows], rel=1e-6)
+
+
+def test_test_accuracy_is_measured_on_the_whole_test_set(mnist_small):
+    """600 test images (two batches of 256 and a partial one), the second half relabelled so that it scores
+    differently from the first: what `train` records and what `evaluate` returns is the whole set's accuracy,
+    computed here directly."""
+    half = 300
+    x, y = mnist_small.x_test[:2 * half], mnist_small.y_test[:2 * half].clone()
+    y[half:] = (y[half:] + 1) % 10
+    dataset = data.Dataset("relabelled", mnist_small.x_train, mnist_small.y_train, x, y)
+    size = RunSize("whole", iterations=20, lr=1e-3, batch_size=64, eval_every=20)
+    config.seed_everything(0)
+    learner = learners.make("backprop", models.fcn(3, hidden=16), size.lr)
+    history = training.train(learner, dataset, size, progress=False)
+    learner.model.eval()
+    with torch.no_grad():
+        right = (learner.model(x).argmax(1) == y)
+    learner.model.train()
+    assert right[:half].sum() != right[half:].sum(), "the halves must score differently for this to mean anything"
+    assert history.test_accuracy[-1] == right.sum().item() / len(y)
+    assert training.evaluate(learner.model, x, y) == right.sum().item() / len(y)

@@ -15,12 +15,15 @@ def batches(n=3, size=64, seed=0):
     return [(torch.rand(size, 1, 28, 28, generator=g), torch.randint(0, 10, (size,), generator=g)) for _ in range(n)]
 
 
-def test_input_synthesizer_starts_at_zero_and_learns():
+def test_input_synthesizer_starts_random_per_example_and_learns():
+    """An input synthesizer starts as a random function of x (a zero start gives every example the same
+    input, which a BatchNorm block cannot normalise: helpers/synthesizers.py), then fits its target."""
     torch.manual_seed(0)
     target = torch.nn.Linear(784, 32)
     synthesizer = unlock.InputSynthesizer(784, 32)
     x = torch.rand(256, 1, 28, 28)
-    assert torch.count_nonzero(synthesizer(x)) == 0
+    first = synthesizer(x).detach()
+    assert (first.std(0) > 0.1 * first.abs().mean()).all(), "every unit differs from example to example"
     optimizer = torch.optim.Adam(synthesizer.parameters(), lr=1e-2)
     losses = []
     for _ in range(300):
@@ -37,6 +40,10 @@ def test_units_cut_the_network_as_described():
     assert [u.input_synthesizer is None for u in units] == [True, False, False, False]
     assert [u.gradient_synthesizer is None for u in units] == [False, False, False, True]
     assert all(u.gradient_synthesizer.conditioned for u in units[:-1])
+    x, h, labels = torch.rand(16, 1, 28, 28), torch.rand(16, 256), F.one_hot(torch.arange(16) % 10, 10).float()
+    assert all(torch.count_nonzero(u.gradient_synthesizer(h, labels)) == 0 for u in units[:-1]), \
+        "gradient synthesizers start at zero (the paper's choice: an untrained DNI is no backprop)"
+    assert all(u.input_synthesizer(x).std(0).min() > 0 for u in units[1:]), "input synthesizers start random"
 
 
 def test_input_synthesizer_width_is_the_learners_choice():
@@ -88,9 +95,8 @@ def test_concurrent_equals_sequential():
 
 def check_concurrent_equals_sequential():
     config.seed_everything(1)
-    model = models.fcn(4, hidden=64)
-    sequential = unlock.make_units(copy.deepcopy(model), 1e-3)
-    concurrent = unlock.make_units(copy.deepcopy(model), 1e-3)
+    sequential = unlock.make_units(models.fcn(4, hidden=64), 1e-3)
+    concurrent = copy.deepcopy(sequential)     # the same start, synthesizers included (input ones are random)
     data = batches(3)
     for x, y in data:
         unlock.step_units(sequential, x, y)

@@ -1,0 +1,185 @@
+"""The converged picture: runs a reader cannot afford to train, loaded instead of trained, beside the paper.
+
+The reference tier is the long size (r2rt's 25,000-iteration schedule, `config.SIZES["long"]`) over seeds 0-2,
+trained once by `make seeds SG_SIZE=long` (scripts/seeds.py) and committed in results/seeds_long.json with each
+run's learning curve (test accuracy every 1,000 iterations). The quick size's seeds (5,000 iterations) are in
+results/seeds_quick.json. Notebooks 01-06, 09 and 10 read both here, so that every verdict between two methods
+is given at both sizes and beside the paper's own Table 1 (Jaderberg et al. 2016, arXiv v1; `PAPER_TABLE1`).
+
+A verdict between methods is called a difference only where the seeds separate them: every seed of one above
+every seed of the other (`verdict`). scripts/results_table.py renders the same numbers into results/README.md.
+"""
+import json
+import statistics
+
+import matplotlib.pyplot as plt
+
+from .plots import method_color
+from .results import COMMITTED
+
+# Test error (%) of the paper's Table 1, MNIST, arXiv v1 (August 2016): 500k iterations, one run per cell. The
+# depth counts the output layer. Source: ../shared/ANCHORS.md (read from the v1 table; the camera-ready may differ).
+PAPER_TABLE1 = {
+    ("fcn", 3): {"nobackprop": 9.3, "backprop": 2.0, "dni": 1.9, "cdni": 2.2},
+    ("fcn", 4): {"nobackprop": 12.6, "backprop": 1.8, "dni": 2.2, "cdni": 1.9},
+    ("fcn", 5): {"nobackprop": 16.2, "backprop": 1.8, "dni": 3.4, "cdni": 1.7},
+    ("fcn", 6): {"nobackprop": 21.4, "backprop": 1.8, "dni": 4.3, "cdni": 1.6},
+    ("cnn", 3): {"nobackprop": 0.9, "backprop": 0.8, "dni": 0.9, "cdni": 1.0},
+    ("cnn", 4): {"nobackprop": 2.8, "backprop": 0.6, "dni": 0.7, "cdni": 0.8},
+}
+PAPER_SOURCE = "Jaderberg et al. 2016, arXiv v1, Table 1 (MNIST test error, 500k iterations, one run per cell)"
+DNI_LABELS = ("dni_paper", "dni_1x1024", "dni_linear")     # DNI with 2, 1 and 0 hidden synthesizer layers
+
+
+def runs(size="long", split="test"):
+    """Every committed run of the seeds experiment at `size` ("quick" or "long"); split "validation": the
+    long size's DNI synthesizer-depth search (scored on held-out training images, never the test set)."""
+    stem = "seeds" if split == "test" else "dni_search"
+    path = COMMITTED / f"{stem}_{size}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: `make seeds SG_SIZE={size}` makes it (the long size takes "
+                                "CPU hours; a clone of the series has it committed).")
+    return json.loads(path.read_text())["runs"]
+
+
+def seeds_of(label, layers=3, size="long", split="test"):
+    """The runs of one configuration (a label of scripts/seeds.py, e.g. "cdni" or "dni_paper"), by seed."""
+    return sorted((r for r in runs(size, split) if r["label"] == label and r.get("layers", 3) == layers),
+                  key=lambda r: r["seed"])
+
+
+def accuracies(label, layers=3, size="long"):
+    """Final test accuracies (fractions) of `label` at `layers`, seed 0 first; [] where none is committed."""
+    return [r["test_accuracy"] for r in seeds_of(label, layers, size)]
+
+
+def chosen_dni(layers):
+    """The DNI configuration the validation search chose at `layers` (highest validation accuracy over 0, 1
+    and 2 hidden synthesizer layers, seed 0), with the three validation accuracies; (None, {...}) while the
+    search at that depth is incomplete."""
+    try:
+        found = {label: seeds_of(label, layers, "long", "validation") for label in DNI_LABELS}
+    except FileNotFoundError:                       # the search has not started
+        return None, {}
+    scores = {label: found[label][0]["test_accuracy"] for label in DNI_LABELS if found[label]}
+    if len(scores) < len(DNI_LABELS):
+        return None, scores
+    return max(scores, key=lambda label: (scores[label], DNI_LABELS.index(label))), scores
+
+
+def verdict(a, b):
+    """'higher on every seed', 'lower on every seed' or 'no clear difference' for accuracies `a` against `b`;
+    fewer than 3 seeds a side is too few to call."""
+    if min(len(a), len(b)) < 3:
+        return "fewer than 3 seeds: not compared"
+    if min(a) > max(b):
+        return "higher on every seed"
+    if max(a) < min(b):
+        return "lower on every seed"
+    return "no clear difference"
+
+
+def paper_accuracy(method, layers, net="fcn"):
+    """The paper's Table 1 cell as an accuracy (fraction), or None where the table has no such cell."""
+    error = PAPER_TABLE1.get((net, layers), {}).get(method)
+    return None if error is None else 1 - error / 100
+
+
+def spread(values):
+    """'mean (min-max)' in percent, for a line of a table."""
+    if not values:
+        return "not yet run"
+    return f"{100 * statistics.fmean(values):.2f}% ({100 * min(values):.2f}-{100 * max(values):.2f})"
+
+
+def compare(a, b, layers=3, method_a=None, method_b=None):
+    """One printed line per size: `a` against `b` (labels of scripts/seeds.py) at `layers`, over seeds, with
+    the paper's cells. Returns {size: verdict} so that a notebook can assert what its prose says."""
+    verdicts = {}
+    for size in ("quick", "long"):
+        try:
+            va, vb = accuracies(a, layers, size), accuracies(b, layers, size)
+        except FileNotFoundError:
+            va, vb = [], []
+        verdicts[size] = verdict(va, vb) if va and vb else "not in the reference tier yet"
+        print(f"{size:5s} {a} {spread(va)} vs {b} {spread(vb)}: {verdicts[size]}")
+    pa, pb = paper_accuracy(method_a or _method(a), layers), paper_accuracy(method_b or _method(b), layers)
+    if pa is not None and pb is not None:
+        print(f"paper {a} {100 * pa:.1f}% vs {b} {100 * pb:.1f}% ({layers} layers, 500k iterations, one run)")
+    return verdicts
+
+
+def _method(label):
+    return "dni" if label.startswith("dni") and "_p" not in label else label
+
+
+def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None, ylim=None):
+    """Test accuracy to 25,000 iterations for each of `labels` at `layers` (every seed of the long size, thin
+    solid lines), this notebook's quick runs over them (`quick`: {label: History}, dashed, ending at the quick
+    size's last iteration) and the paper's Table 1 cell as a marker at the right edge where it has one."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.4))
+    names = names or {}
+    lows = []
+    for label in labels:
+        method = _method(label)
+        color = method_color(method if method in ("dni", "cdni") else label.split("_p")[0])
+        for k, run in enumerate(seeds_of(label, layers, "long")):
+            h = run["history"]
+            ax.plot(h["iteration"], h["test_accuracy"], color=color, lw=1.1, alpha=0.85,
+                    label=f"{names.get(label, label)}, long (seeds)" if k == 0 else None)
+            lows.append(min(h["test_accuracy"][1:] or h["test_accuracy"]))
+        if quick and label in quick:
+            h = quick[label]
+            ax.plot(h.iteration, h.test_accuracy, color=color, lw=1.6, ls="--",
+                    label=f"{names.get(label, label)}, quick (this notebook)")
+        paper = paper_accuracy(method, layers)
+        if paper is not None:
+            ax.plot([25_600], [paper], marker="<", ms=8, color=color, clip_on=False, ls="none")
+    if quick:
+        ax.axvline(max(h.iteration[-1] for h in quick.values()), color="#999999", lw=0.8, ls=":")
+    ax.set_xlim(0, 26_000)
+    if ylim is None and lows:
+        ylim = (max(0.0, min(lows) - 0.005), None)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel("iteration (dotted line: where the quick size stops; triangles: the paper's Table 1, 500k)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title((title or f"{layers}-layer MNIST FCN: the quick runs inside the long ones") + "  [run size: long + quick]",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    return ax.figure
+
+
+def dni_for_table(layers):
+    """(label, why) of the DNI configuration in our Table 1 at `layers`: the validation search's choice once
+    the search at that depth is complete, else the paper's own 2x1024 synthesizer."""
+    label, scores = chosen_dni(layers)
+    if label is not None:
+        return label, "chosen on validation (" + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()) + ")"
+    return "dni_paper", "the paper's 2x1024 synthesizer (the validation search at this depth is not complete)"
+
+
+def mark(values, paper_error):
+    """Our test errors over seeds against the paper's one number: 'better' / 'worse' only where every seed is on
+    that side of it, else 'within our spread'."""
+    errors = [100 * (1 - v) for v in values]
+    return "better" if max(errors) < paper_error else "worse" if min(errors) > paper_error else "within our spread"
+
+
+def table1(net="fcn", depths=(3, 4, 5, 6)):
+    """Our long-size test errors beside the paper's Table 1, one printed line per depth and method; returns
+    {(layers, method): (paper error, [our errors by seed], our label)}."""
+    cells = {}
+    for layers in depths:
+        dni_label, why = dni_for_table(layers)
+        for method, label in (("nobackprop", "nobackprop"), ("backprop", "backprop"), ("dni", dni_label),
+                              ("cdni", "cdni")):
+            values = accuracies(label, layers, "long")
+            paper = PAPER_TABLE1[net, layers][method]
+            cells[layers, method] = (paper, [100 * (1 - v) for v in values], label)
+            ours = (f"{100 * (1 - statistics.fmean(values)):.2f} (seeds {' '.join(f'{100 * (1 - v):.2f}' for v in values)}): "
+                    f"{mark(values, paper)}") if values else "not yet in the reference tier"
+            print(f"{layers} layers  {method:10s} paper {paper:4.1f}   ours {ours}" + (f"   [{label}]" if method == "dni" else ""))
+    return cells

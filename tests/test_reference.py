@@ -1,0 +1,115 @@
+"""The reference tier (helpers/reference.py, scripts/seeds.py) and the side-by-side Table 1 (scripts/results_table.py):
+verdicts only where seeds separate, the paper's cells, the DNI depth chosen on held-out data, the work queue."""
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from helpers import config, data, reference, results  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import results_table  # noqa: E402
+import seeds  # noqa: E402
+
+LONG = json.loads(json.dumps(config.run_size("long").as_dict()))
+
+
+def run(label, layers, seed, accuracy, method=None):
+    history = {"iteration": [1000, 2000], "test_accuracy": [accuracy - 0.01, accuracy]}
+    return {"method": method or label.split("_")[0], "layers": layers, "iterations": 25_000, "test_accuracy": accuracy,
+            "label": label, "seed": seed, "schedule": LONG, "history": history}
+
+
+def write(folder, stem, runs):
+    results.write_json(folder / f"{stem}.json", {"notebook": stem, "size": "long", "runs": runs})
+
+
+@pytest.fixture
+def tier(tmp_path, monkeypatch):
+    """A small committed tier: backprop and cDNI at 3 layers over 3 seeds, a finished DNI search at 3 layers."""
+    runs = [run("backprop", 3, s, a) for s, a in enumerate([0.981, 0.982, 0.983])]
+    runs += [run("cdni", 3, s, a) for s, a in enumerate([0.984, 0.985, 0.986])]
+    runs += [run("dni_1x1024", 3, s, a, "dni") for s, a in enumerate([0.975, 0.980, 0.990])]
+    write(tmp_path, "seeds_long", runs)
+    write(tmp_path, "dni_search_long", [run("dni_linear", 3, 0, 0.95, "dni"), run("dni_1x1024", 3, 0, 0.97, "dni"),
+                                        run("dni_paper", 3, 0, 0.97, "dni")])
+    monkeypatch.setattr(reference, "COMMITTED", tmp_path)
+    return tmp_path
+
+
+def test_a_difference_is_called_only_where_every_seed_separates():
+    assert reference.verdict([0.98, 0.99, 0.985], [0.97, 0.975, 0.979]) == "higher on every seed"
+    assert reference.verdict([0.97, 0.975, 0.979], [0.98, 0.99, 0.985]) == "lower on every seed"
+    assert reference.verdict([0.97, 0.99, 0.98], [0.975, 0.985, 0.98]) == "no clear difference"
+    assert reference.verdict([0.99, 0.99], [0.9, 0.9, 0.9]).startswith("fewer than 3 seeds")
+
+
+def test_our_cell_is_better_or_worse_than_the_papers_only_on_every_seed():
+    assert reference.mark([0.99, 0.985, 0.982], 2.0) == "better"          # errors 1.0, 1.5, 1.8 < 2.0
+    assert reference.mark([0.97, 0.975, 0.979], 2.0) == "worse"           # errors 3.0, 2.5, 2.1 > 2.0
+    assert reference.mark([0.99, 0.97, 0.98], 2.0) == "within our spread"
+    assert reference.paper_accuracy("cdni", 6) == pytest.approx(0.984)     # Table 1: 1.6% error
+    assert reference.paper_accuracy("critic", 3) is None
+
+
+def test_compare_reads_both_sizes_and_the_paper(tier, capsys):
+    verdicts = reference.compare("cdni", "backprop", 3)
+    assert verdicts["long"] == "higher on every seed"
+    assert verdicts["quick"] == "not in the reference tier yet"          # no seeds_quick.json in this tier
+    out = capsys.readouterr().out
+    assert "paper cdni 97.8% vs backprop 98.0%" in out
+
+
+def test_the_dni_depth_is_chosen_on_validation_ties_going_to_the_smaller_synthesizer(tier):
+    label, scores = reference.chosen_dni(3)
+    assert label == "dni_1x1024" and scores["dni_paper"] == scores["dni_1x1024"]
+    assert reference.chosen_dni(4) == (None, {})
+    assert reference.dni_for_table(4)[0] == "dni_paper"
+
+
+def test_table1_lays_our_seeds_beside_the_papers_cells(tier):
+    out = results_table.table1(tier)
+    row = next(line for line in out.splitlines() if line.startswith("| FCN | 3 |"))
+    assert "| 2.0 | 1.80 (1.70-1.90), n=3: better |" in row                     # backprop: 1.9 / 1.8 / 1.7 % error
+    assert "| 1.9 | 1.83 (1.00-2.50), n=3: within our spread |" in row          # DNI: the chosen 1x1024's seeds
+    assert "| 2.2 | 1.50 (1.40-1.60), n=3: better |" in row                     # cDNI
+    assert "| 9.3 | not yet run |" in row
+    assert "DNI at 3 layers: dni_1x1024, chosen on validation" in out
+
+
+def test_plot_converged_draws_every_seed_the_quick_run_and_the_papers_marker(tier):
+    class Quick:
+        iteration, test_accuracy = [100, 200], [0.9, 0.95]
+    fig = reference.plot_converged(["backprop", "cdni"], 3, quick={"cdni": Quick()})
+    lines = fig.axes[0].get_lines()
+    assert sum(len(line.get_xdata()) == 2 and line.get_linestyle() == "-" for line in lines) == 6   # 3 seeds x 2
+    assert any(line.get_linestyle() == "--" for line in lines), "the quick run is drawn dashed"
+    assert sum(line.get_marker() == "<" for line in lines) == 2, "one Table 1 marker per method"
+
+
+def test_the_validation_split_never_touches_the_test_set():
+    x = torch.arange(20.0).view(20, 1, 1, 1)
+    y = torch.arange(20)
+    d = data.Dataset("toy", x, y, x[:3] + 100, y[:3])
+    split = seeds.validation_split(d, n=5)
+    assert split.x_train.shape[0] == 15 and torch.equal(split.y_test, torch.arange(15, 20))
+    assert not (split.x_test >= 100).any(), "validation images come from the training set"
+
+
+def test_the_queue_skips_finished_and_claimed_runs_and_waits_for_the_search(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    size = config.run_size("long")
+    monkeypatch.setitem(seeds.PLAN, "long", [("backprop", 3, "test", 0), ("cdni", 3, "test", 0),
+                                             ("dni_chosen", 3, "test", 0), ("dni_linear", 3, "validation", 0)])
+    write(tmp_path, "seeds_long", [run("backprop", 3, 0, 0.98)])
+    assert seeds._claim(size, LONG) == ("cdni", 3, "test", 0)        # backprop is finished
+    assert seeds._claim(size, LONG) == ("dni_linear", 3, "validation", 0), "cdni is claimed by this live process"
+    assert seeds._claim(size, LONG) is None, "DNI waits for a complete search"
+    write(tmp_path, "dni_search_long", [run("dni_linear", 3, 0, 0.95, "dni"), run("dni_1x1024", 3, 0, 0.96, "dni"),
+                                        run("dni_paper", 3, 0, 0.97, "dni")])
+    assert seeds._claim(size, LONG) == ("dni_paper", 3, "test", 0)
