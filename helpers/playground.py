@@ -11,7 +11,8 @@ Everything the playground shows is computed by pure parts, each testable on its 
   why each choice is made: per-example targets (x B) or mean-loss ones, bootstrapped targets or the true gradient
   at every block, and the label shuffled within the batch (a control for cDNI);
 - `alignment`: per hidden block, how well what the block receives agrees with the true gradient
-  (`probe.gradient_metrics`' whole-batch cosine; the slot for the update-alignment diagnostic);
+  (`probe.gradient_metrics`' whole-batch cosine), and how well the update the block then applies agrees with
+  the one backprop would apply from the same state (`probe.update_alignment`, the series' one diagnostic);
 - `plot_panels`: every live panel from a `Run.snapshot()`, a pure function of numbers (tested under Agg).
 
 `Playground` is the widget, thin glue: knobs and buttons that change a `Run`, a background thread that steps
@@ -36,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import learners, plots
 from .critics import predicted_and_true
-from .probe import gradient_metrics, hidden_outputs, synthetic_and_true_gradients
+from .probe import gradient_metrics, hidden_outputs, synthetic_and_true_gradients, update_alignment
 from .synthesizers import regression_loss, target_from, to_block
 from .training import Adam
 from .update_rates import StochasticDNI
@@ -223,10 +224,17 @@ def apply_live(learner, settings):
         learner.shuffle_labels = settings.shuffle_labels
 
 
+def update_cosines(learner, x, y):
+    """Per hidden block: the cosine between the update the learner applies at (x, y) and backprop's update from
+    the same parameters and optimizer state (`probe.update_alignment`, on copies: the run is untouched).
+    Backprop gives 1 at every block, no backprop 0."""
+    metrics = update_alignment(learner, x, y)
+    return [metrics[f"upd_cos/{i}"] for i in range(len(learner.model) - 1)]
+
+
 def alignment(learner, x, y):
     """Per hidden block: the whole-batch cosine between what the block receives and the true gradient
-    (`probe.gradient_metrics`), with the synthetic and true per-example gradients themselves. This is the
-    panel slot for the update-alignment diagnostic: replace the cosine here and the panel follows.
+    (`probe.gradient_metrics`), with the synthetic and true per-example gradients themselves.
     For the synthetic loss, "synthetic" is the slope of its loss model; backprop and no backprop hand
     their blocks no synthetic gradient, and for them it returns empty lists."""
     if hasattr(learner, "loss_models"):
@@ -251,6 +259,7 @@ class Record:
     loss: list = field(default_factory=list)
     accuracy: list = field(default_factory=list)
     cosine: list = field(default_factory=list)      # one list of per-block values per point
+    update: list = field(default_factory=list)      # per point, per block: cosine of the update to backprop's
 
 
 class Run:
@@ -317,6 +326,7 @@ class Run:
         self.record.accuracy.append(self.accuracy())
         cosine, synthetic, true = alignment(self.learner, x, y)
         self.record.cosine.append(cosine)
+        self.record.update.append(update_cosines(self.learner, x, y))
         self.gradients, self.last = (synthetic, true), (x, y)
 
     @torch.no_grad()
@@ -380,19 +390,25 @@ def plot_panels(snapshot, previous=(), size=None, fig=None):
         ax.legend(fontsize=7, loc="lower left")
 
     ax = axes[2]
+    color = plots.method_color(record.method)
     blocks = max((len(c) for c in record.cosine), default=0)
     for b in range(blocks):
         values = [c[b] if len(c) > b else np.nan for c in record.cosine]
-        ax.plot(record.step, values, label=f"block {b}" + (" (top)" if b == blocks - 1 else " (bootstrapped)"),
-                linestyle="-" if b == blocks - 1 else "--", color=plots.method_color(record.method))
+        ax.plot(record.step, values, label=f"gradient, block {b}" + (" (top)" if b == blocks - 1 else ""),
+                linestyle="-" if b == blocks - 1 else "--", color=color)
+    updates = max((len(u) for u in getattr(record, "update", [])), default=0)
+    for b in range(updates):
+        values = [u[b] if len(u) > b else np.nan for u in record.update]
+        ax.plot(record.step, values, linestyle="none", marker="o" if b == updates - 1 else "x", markersize=2.5,
+                color=color, alpha=0.6, label=f"update, block {b}" + (" (top)" if b == updates - 1 else ""))
     ax.axhline(0, color="#999999", linewidth=0.6)
     ax.set_ylim(-0.3, 1.05)
     ax.set_xlabel("step")
-    ax.set_title("per block: cosine(synthetic, true gradient)", fontsize=9)
+    ax.set_title("per block: cosine to backprop's gradient (lines) and update (dots)", fontsize=9)
     ax.grid(alpha=0.3)
-    if blocks:
+    if blocks or updates:
         ax.legend(fontsize=7, loc="lower left")
-    else:
+    if not blocks:
         ax.text(0.5, 0.5, "no synthetic gradients\n(this method has no synthesizers)", ha="center",
                 va="center", transform=ax.transAxes, fontsize=8, color="#666666")
 

@@ -109,8 +109,16 @@ def compare(a, b, layers=3, method_a=None, method_b=None):
     return verdicts
 
 
+def _family(label):
+    """The method a label of scripts/seeds.py belongs to, for its colour (plots.METHOD_COLORS)."""
+    base = label.split("_p")[0]
+    return "dni" if base.startswith("dni") else "dgl_buffer" if base.startswith("dgl_buffer") else base
+
+
 def _method(label):
-    return "dni" if label.startswith("dni") and "_p" not in label else label
+    """The paper's Table 1 column a label of scripts/seeds.py stands in: its DNI column used the 2x1024 synthesizer
+    (`dni_paper`); DNI with a smaller synthesizer has no cell of its own there."""
+    return "dni" if label == "dni_paper" else label
 
 
 def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None, ylim=None):
@@ -123,7 +131,7 @@ def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None
     lows = []
     for label in labels:
         method = _method(label)
-        color = method_color(method if method in ("dni", "cdni") else label.split("_p")[0])
+        color = method_color(_family(label))
         for k, run in enumerate(seeds_of(label, layers, "long")):
             h = run["history"]
             ax.plot(h["iteration"], h["test_accuracy"], color=color, lw=1.1, alpha=0.85,

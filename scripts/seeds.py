@@ -172,6 +172,19 @@ def _claim(size, schedule):
     return None
 
 
+def cpu_name():
+    """The processor's model name (float32 results differ in their last digits from one CPU's vector units to
+    another's, so every run records where it ran)."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
 def train_one(label, layers, split, seed, size, device, mnist, checkpoint=None):
     """Train one run and add it to its results file (under the lock); returns the run's record."""
     method, options = METHODS[label]
@@ -187,7 +200,7 @@ def train_one(label, layers, split, seed, size, device, mnist, checkpoint=None):
         history = training.train(learner, dataset, saving, seed=seed, desc=desc, checkpoint=checkpoint / split)
     run = results.run_record(history, label=label, seed=seed, schedule=size.as_dict(), split=split,
                              synthesizer=SYNTHESIZER.get(label, ""), seconds=history.seconds[-1],
-                             threads=torch.get_num_threads())
+                             threads=torch.get_num_threads(), cpu=cpu_name() if device.type == "cpu" else str(device))
     path = _paths(size)[split]
     name = path.stem
     schedule = json.loads(json.dumps(size.as_dict()))

@@ -30,7 +30,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                 reason="Chromium or chromedriver missing: apt-get install chromium chromium-driver")
 
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -138,6 +138,15 @@ def all_cells_ran(driver):
         ".every(c => c.model.executionCount !== null);")
 
 
+def stderr_texts(driver):
+    """The text of every stderr output, or False while the page is still re-rendering them (a stale element):
+    for WebDriverWait, which polls until it gets a list."""
+    try:
+        return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-mime-type='application/vnd.jupyter.stderr']")] or [""]
+    except StaleElementReferenceException:
+        return False
+
+
 def test_gradient_explorer_in_a_real_browser(lab, browser):
     url, token = lab
     browser.get(f"{url}/lab/tree/02_dni.ipynb?token={token}")
@@ -146,9 +155,8 @@ def test_gradient_explorer_in_a_real_browser(lab, browser):
     browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     time.sleep(2)
     wait.until(all_cells_ran)
-    errors = browser.find_elements(By.CSS_SELECTOR, "[data-mime-type='application/vnd.jupyter.stderr']")
-    tracebacks = [e.text for e in errors if "Traceback" in e.text or "Error" in e.text]
-    assert not tracebacks, tracebacks[0][:2000]
+    tracebacks = wait.until(stderr_texts)
+    assert not [t for t in tracebacks if "Traceback" in t or "Error" in t], tracebacks[0][:2000]
     wait.until(lambda d: explorer_image(d) is not None)
     before = explorer_image(browser)
     handle = browser.find_element(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .widget-hslider .noUi-handle")

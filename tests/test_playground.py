@@ -143,13 +143,27 @@ def test_panels_are_drawn_from_a_snapshot():
     decision, curves, cosines, scatter, twin = fig.axes
     assert "cdni, step 30" in decision.get_title() and "smoke" in curves.get_title()
     assert [line.get_label() for line in curves.lines] == ["backprop (earlier)", "cdni"]
-    assert len(cosines.lines) == 2 + 1     # two blocks and the zero line
+    assert len(cosines.lines) == 2 + 2 + 1     # gradient and update cosine of two blocks, and the zero line
     assert scatter.get_title().startswith("block 0: synthetic vs true, cosine")
     assert list(cosines.lines[0].get_ydata()) == [c[0] for c in run.record.cosine]
+    assert list(cosines.lines[2].get_ydata()) == [u[0] for u in run.record.update]
     plt.close(fig)
     fig = pg.plot_panels(earlier.snapshot())
     assert "no synthesizer" in fig.axes[3].get_title()
     plt.close(fig)
+
+
+def test_the_update_panel_is_the_series_diagnostic_backprop_scoring_one():
+    backprop = pg.train(pg.Settings(method="backprop"), 20)
+    assert all(u == [1.0, 1.0] for u in backprop.record.update), "backprop's update is backprop's"
+    frozen = pg.train(pg.Settings(method="nobackprop"), 20)
+    assert all(u == [0.0, 0.0] for u in frozen.record.update), "no backprop moves no hidden block"
+    cdni = pg.train(pg.Settings(method="cdni"), 30)
+    x, y = cdni.last
+    assert cdni.record.update[-1] != [1.0, 1.0] and -1 <= min(cdni.record.update[-1]) <= 1
+    before = [p.detach().clone() for p in cdni.model.parameters()]
+    pg.update_cosines(cdni.learner, x, y)
+    assert all(torch.equal(a, b) for a, b in zip(before, cdni.model.parameters())), "measured on copies"
 
 
 def test_the_widget_steps_restarts_and_plays():

@@ -55,6 +55,8 @@ def test_our_cell_is_better_or_worse_than_the_papers_only_on_every_seed():
     assert reference.mark([0.99, 0.97, 0.98], 2.0) == "within our spread"
     assert reference.paper_accuracy("cdni", 6) == pytest.approx(0.984)     # Table 1: 1.6% error
     assert reference.paper_accuracy("critic", 3) is None
+    assert reference._method("dni_paper") == "dni", "the paper's DNI column is its 2x1024 synthesizer"
+    assert reference._method("dni_linear") == "dni_linear", "a linear DNI has no cell of its own in Table 1"
 
 
 def test_compare_reads_both_sizes_and_the_paper(tier, capsys):
