@@ -55,10 +55,10 @@ def wait_for_server(url, process, timeout=120):
     raise TimeoutError(f"JupyterLab did not answer at {url} within {timeout} s")
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """JupyterLab serving a copy of notebook 02 (autosave must never touch the committed notebook)."""
-    shutil.copy(ROOT / "notebooks" / "02_dni.ipynb", tmp_path / "02_dni.ipynb")
+def serve(notebook, tmp_path):
+    """JupyterLab on 127.0.0.1 serving a copy of `notebook` (autosave must never touch the committed one), at the smoke
+    size; yields (address, token) and stops the server by its PID, whatever happens. Both browser tests use it."""
+    shutil.copy(ROOT / "notebooks" / notebook, tmp_path / notebook)
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, SG_SIZE="smoke", TQDM_DISABLE="1", PYTHONPATH=str(ROOT), SG_RESULTS=str(tmp_path / "results"))
     log = open(tmp_path / "lab.log", "w")
@@ -82,6 +82,12 @@ def lab(tmp_path):
             process.wait()
         log.close()
         assert process.poll() is not None, "the JupyterLab server is stopped"
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab serving a copy of notebook 02."""
+    yield from serve("02_dni.ipynb", tmp_path)
 
 
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",

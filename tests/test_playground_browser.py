@@ -7,18 +7,12 @@ batches), plays again, and checks that the two runs' losses at comparable steps 
 comparison line reports them. A screenshot goes to build/artifacts/playground.png. Skipped, with the reason, where
 Chromium, its driver or selenium are missing. The server is stopped by its PID, whatever happens.
 """
-import os
 import re
-import secrets
-import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
-from test_browser import (ARTIFACTS, CHROMIUM, DRIVER, ROOT, all_cells_ran, browser, free_port,  # noqa: F401
-                          kernel_idle, wait_for_server)
+from test_browser import ARTIFACTS, CHROMIUM, DRIVER, all_cells_ran, browser, kernel_idle, serve  # noqa: F401
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
@@ -32,31 +26,8 @@ NOTEBOOK = "03b_playground.ipynb"
 
 @pytest.fixture
 def lab(tmp_path):
-    """JupyterLab serving a copy of notebook 03b (autosave must never touch the committed notebook)."""
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, tmp_path / NOTEBOOK)
-    port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ, SG_SIZE="smoke", TQDM_DISABLE="1", PYTHONPATH=str(ROOT), SG_RESULTS=str(tmp_path / "results"))
-    log = open(tmp_path / "lab.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
-         "--allow-root"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        try:
-            wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", process)
-        except (RuntimeError, TimeoutError) as error:
-            raise RuntimeError(f"{error}; its log ends:\n{(tmp_path / 'lab.log').read_text()[-3000:]}") from None
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        assert process.poll() is not None, "the JupyterLab server is stopped"
+    """JupyterLab serving a copy of notebook 03b."""
+    yield from serve(NOTEBOOK, tmp_path)
 
 
 def playground(driver):
