@@ -77,11 +77,11 @@ def _plan():
     plan = [(label, layers, "test", seed) for layers in (4, 5, 6) for label in ("backprop", "nobackprop", "cdni")
             for seed in SEEDS]
     plan += [(label, 3, "test", seed) for label in ("backprop", "nobackprop", "cdni", "dni_paper") for seed in SEEDS]
-    others = ["synthetic_loss", "critic", "fa", "dfa", "dgl", "dgl_buffer4", "dgl_buffer16",
-              "backprop_p0.5", "backprop_p0.2", "dni_p0.5", "dni_p0.2", "cdni_p0.5", "cdni_p0.2"]
+    others = ["synthetic_loss", "critic", "fa", "dfa", "full_unlock",                      # notebooks 04-06
+              "backprop_p0.5", "backprop_p0.2", "dni_p0.5", "dni_p0.2", "cdni_p0.5", "cdni_p0.2",   # 09
+              "dgl", "dgl_buffer4", "dgl_buffer16"]                                           # 10
     plan += [(label, 3, "test", seed) for label in others for seed in SEEDS]
     plan += [("dgl", 6, "test", seed) for seed in SEEDS]                                   # notebook 10 at 6 layers
-    plan += [("full_unlock", 3, "test", seed) for seed in SEEDS]                           # notebook 06
     plan += [("dni_linear", layers, "test", seed) for layers in (3, 6) for seed in SEEDS]    # notebook 03's DNI
     plan += [(label, layers, "validation", 0) for label in ("dni_linear", "dni_1x1024", "dni_paper")
              for layers in (3, 4, 5, 6)]

@@ -42,6 +42,7 @@ OUT = ROOT / "build" / "slides"
 LIMIT = 1000                      # characters of prose on one slide or sub-slide
 END_SECTIONS = ("## What we saw", "## Summary", "## Exercises", "## References")
 NOTES = "**Speaker notes**"
+READING = ("expected", "misreading")   # what the notes of a section with a figure tell the presenter
 BEFORE = "**Before you start**"
 GOALS = "**In this notebook you will learn**"
 EXERCISE = re.compile(r"\*\*\d+\.\*\* ")
@@ -160,20 +161,25 @@ def problems(notebook, name):
         if size > LIMIT:
             found.append(f"{name}, slide {number} ({title!r}): {size} characters of prose, over {LIMIT}; split it at "
                          "a paragraph or move detail into a **Speaker notes** cell")
-    section, has_notes, number = None, True, 0
+    section, has_notes, number, figure, notes = None, True, 0, False, ""
     for cell in notebook.cells + [nbformat.v4.new_markdown_cell("## (end)")]:
         if kind(cell) in STARTS or (number == 0 and kind(cell) not in ("notes", "skip")):
             number += 1
         text = cell.source.lstrip()
+        figure = figure or (kind(cell) != "skip" and draws(cell))
         if cell.cell_type != "markdown":
             continue
         where = f"{name}, slide {number}"
         if text.startswith("# ") or text.startswith("## "):
             if section and not has_notes:
                 found.append(f"{section}: no **Speaker notes** cell in this section")
+            elif section and figure and not all(word in notes.lower() for word in READING):
+                found.append(f"{section}: shows a figure, but its **Speaker notes** do not say what to expect and "
+                             "how it is commonly misread (write 'Expected: ...' and 'Common misreading: ...')")
             section = f"{where} ({text.splitlines()[0]!r})" if text.startswith("## ") else None
-            has_notes = False
-        has_notes = has_notes or text.startswith(NOTES)
+            has_notes, figure, notes = False, False, ""
+        if text.startswith(NOTES):
+            has_notes, notes = True, notes + text
         inside = [line for line in text.splitlines()[1:] if line.startswith("## ")]
         if inside:
             found.append(f"{where}: {inside[0]!r} sits inside a cell; start a new cell there so it starts a slide")

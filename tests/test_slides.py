@@ -204,3 +204,22 @@ def test_a_figure_keeps_its_slide_to_itself_and_a_caption():
     notebook.cells += cells
     slides.apply(notebook)
     assert [slides.kind(c) for c in cells] == ["subslide", "-", "subslide", "subslide", "subslide"]
+
+
+def test_a_section_with_a_figure_needs_notes_that_say_what_to_expect_and_how_it_is_misread():
+    """Speaker notes that are stage directions ("show the figure") leave a presenter with nothing to say when the
+    room reads a curve the wrong way: a section that draws a figure names the expected result and the common
+    misreading."""
+    figure = nbformat.v4.new_code_cell("plt.plot(x)\nplt.show()")
+    directions = planted(["## Curves", "**Speaker notes** — Show the figure."])
+    directions.cells.append(figure)
+    slides.apply(directions)
+    found = slides.problems(directions, "x.ipynb")
+    assert len(found) == 1 and "x.ipynb, slide 3 ('## Curves'): shows a figure" in found[0]
+    taught = planted(["## Curves", "**Speaker notes** — Expected: the curve rises. Common misreading: a plateau "
+                      "is not convergence."])
+    taught.cells.append(figure)
+    slides.apply(taught)
+    assert slides.problems(taught, "x.ipynb") == []
+    no_figure = planted(["## Words", "**Speaker notes** — Read it aloud."])
+    assert slides.problems(no_figure, "x.ipynb") == []
