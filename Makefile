@@ -7,7 +7,7 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test test-main test-colab data seeds bench bench-cnn bench-pipeline notebooks timings reproduce slides clean-venv gpu-check
+.PHONY: lab test test-main test-colab data seeds alignment bench bench-cnn bench-pipeline notebooks timings reproduce slides clean-venv gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,11 @@ slides: $(VENV)/.installed
 ## run and within a run); results/seeds_<size>.json and results/dni_search_<size>.json.
 seeds: $(VENV)/.installed data
 	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 $(PY) scripts/seeds.py
+
+## Which alignment tracks accuracy (issue 28): the 3-layer FCN's methods over seeds 0-2 with the update probe;
+## results/alignment_<size>.json, read by notebooks 03-05 (helpers.alignment). One thread, resumable run by run.
+alignment: $(VENV)/.installed data
+	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PY) scripts/alignment.py
 
 ## Re-run every notebook and the seeds experiment at $(SG_SIZE), then render results/README.md (published numbers beside ours).
 reproduce: notebooks seeds
