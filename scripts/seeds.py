@@ -79,10 +79,11 @@ def _plan():
     plan += [(label, 3, "test", seed) for label in ("backprop", "nobackprop", "cdni", "dni_paper") for seed in SEEDS]
     others = ["synthetic_loss", "critic", "fa", "dfa", "full_unlock",                      # notebooks 04-06
               "backprop_p0.5", "backprop_p0.2", "dni_p0.5", "dni_p0.2", "cdni_p0.5", "cdni_p0.2",   # 09
+              "dni_linear",                                    # 03, 05, 09 (p = 1 of the stochastic DNI)
               "dgl", "dgl_buffer4", "dgl_buffer16"]                                           # 10
     plan += [(label, 3, "test", seed) for label in others for seed in SEEDS]
     plan += [("dgl", 6, "test", seed) for seed in SEEDS]                                   # notebook 10 at 6 layers
-    plan += [("dni_linear", layers, "test", seed) for layers in (3, 6) for seed in SEEDS]    # notebook 03's DNI
+    plan += [("dni_linear", 6, "test", seed) for seed in SEEDS]                             # notebook 03's DNI
     plan += [(label, layers, "validation", 0) for label in ("dni_linear", "dni_1x1024", "dni_paper")
              for layers in (3, 4, 5, 6)]
     plan += [("dni_chosen", layers, "test", seed) for layers in (3, 4, 5, 6) for seed in SEEDS]
