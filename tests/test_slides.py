@@ -138,7 +138,8 @@ def test_run_logistics_are_skipped_and_goals_and_exercises_get_slides_of_their_o
 def test_a_list_cut_by_a_figure_is_named():
     """02's two regression targets were split by the diagram between them: the second half sat on the figure's
     sub-slide, away from its lead-in."""
-    notebook = planted(["Targets:\n\n- **top**: the true gradient", "**Speaker notes** — two targets."])
+    notebook = planted(["Targets:\n\n- **top**: the true gradient", "**Speaker notes** — Expected: two targets. "
+                        "Common misreading: one target."])
     notebook.cells.append(nbformat.v4.new_code_cell("fig = diagrams.dni()\nplt.show()"))
     notebook.cells.append(nbformat.v4.new_markdown_cell("- **lower**: bootstrapped"))
     slides.apply(notebook)
