@@ -5,10 +5,12 @@ say how close it is, per hidden block, measured by `helpers.probe` on 256 test i
 
 - the **gradient cosine** (`cos_batch/i`): the whole-batch cosine of the signal with the true gradient;
 - the **update cosine** (`upd_cos/i`): the cosine between the parameter update the method applies and the one
-  backprop would apply from the same parameters and the same optimizer state.
+  backprop would apply from the same parameters and the same optimizer state;
+- the **step cosine** (`upd_step_cos/i`): the same with Adam's momentum set aside in both, so that what the two
+  updates share from the past does not count: this step's signal as Adam scales it.
 
 `scripts/alignment.py` trains the 3-layer MNIST FCN with each method over seeds 0-2 at the quick size and
-records both (with the two baselines of `probe`: a constant batch-mean prediction and the true gradients
+records all three (with the two baselines of `probe`: a constant batch-mean prediction and the true gradients
 shuffled across examples); this module ranks methods by each and by accuracy (Spearman's rank correlation
 over methods, means over seeds) and draws the comparison. Notebooks 03, 04 and 05 use it.
 """
@@ -22,6 +24,7 @@ from .results import COMMITTED, load_results
 LABELS = ["nobackprop", "dni_linear", "cdni", "synthetic_loss", "critic", "fa", "dfa"]   # backprop: exactly 1
 NAMES = {"nobackprop": "no backprop", "dni_linear": "DNI (linear)", "cdni": "cDNI (linear)",
          "synthetic_loss": "synthetic loss", "critic": "critic", "fa": "FA", "dfa": "DFA", "backprop": "backprop"}
+MEASURES = ("gradient cosine", "update cosine", "step cosine")
 TAIL = 0.25          # measures are averaged over the last quarter of the evaluations: one reading is noisy
 
 
@@ -48,9 +51,11 @@ def measures(run):
     exact = 1.0 if run["label"] == "backprop" else 0.0      # backprop's signal is the true gradient
     grad = [late(extra[f"cos_batch/{i}"]) if f"cos_batch/{i}" in extra else exact for i in blocks]
     update = [late(extra[f"upd_cos/{i}"]) for i in blocks]
+    step = [late(extra[f"upd_step_cos/{i}"]) for i in blocks]
     mean = [late(extra[f"mean_cos_batch/{i}"]) for i in blocks]
     shuffled = [late(extra[f"shuffled_cos_batch/{i}"]) for i in blocks]
     return {"gradient cosine": statistics.fmean(grad), "update cosine": statistics.fmean(update),
+            "step cosine": statistics.fmean(step),
             "accuracy": run["test_accuracy"], "batch-mean baseline": statistics.fmean(mean),
             "shuffled baseline": statistics.fmean(shuffled)}
 
@@ -96,36 +101,38 @@ def summary(size="quick", labels=LABELS):
     rows = table(size, labels)
     print(f"3-layer MNIST FCN, {size} size, seeds 0-2; alignment = mean over the hidden blocks and the last "
           f"{TAIL:.0%} of the evaluations")
-    print(f"{'method':16s} {'accuracy':>9s} {'grad. cos':>10s} {'update cos':>11s}   per seed (acc / grad / update)")
+    print(f"{'method':16s} {'accuracy':>9s} {'gradient':>9s} {'update':>7s} {'step':>6s}   "
+          "per seed (accuracy / gradient / update / step cosine)")
     for label, m in rows.items():
-        seeds = "  ".join(f"{a:.2%}/{g:.2f}/{u:.2f}" for a, g, u in
-                          zip(m["accuracy"], m["gradient cosine"], m["update cosine"]))
+        seeds = "  ".join(f"{a:.2%}/{g:.2f}/{u:.2f}/{t:.2f}" for a, g, u, t in
+                          zip(m["accuracy"], m["gradient cosine"], m["update cosine"], m["step cosine"]))
         print(f"{NAMES.get(label, label):16s} {statistics.fmean(m['accuracy']):9.2%} "
-              f"{statistics.fmean(m['gradient cosine']):10.2f} {statistics.fmean(m['update cosine']):11.2f}   {seeds}")
+              f"{statistics.fmean(m['gradient cosine']):9.2f} {statistics.fmean(m['update cosine']):7.2f} "
+              f"{statistics.fmean(m['step cosine']):6.2f}   {seeds}")
     means = {name: [statistics.fmean(m[name]) for m in rows.values()] for name in next(iter(rows.values()))}
     base = [statistics.fmean(m["batch-mean baseline"]) for m in rows.values()]
     shuffled = [statistics.fmean(m["shuffled baseline"]) for m in rows.values()]
     print(f"baselines (gradient cosine, over all runs): a constant batch-mean prediction {statistics.fmean(base):.2f}, "
           f"true gradients shuffled across examples {statistics.fmean(shuffled):.2f}")
-    found = {name: spearman(means[name], means["accuracy"]) for name in ("gradient cosine", "update cosine")}
+    found = {name: spearman(means[name], means["accuracy"]) for name in MEASURES}
     print("rank correlation with accuracy over methods: " +
           ", ".join(f"{name} {value:+.2f}" for name, value in found.items()))
     return found
 
 
 def plot(size="quick", labels=LABELS, highlight=None, axes=None):
-    """Accuracy against the gradient cosine (left) and the update cosine (right), one dot per run (method x
-    seed), coloured by method; `highlight` (labels) draws the others faded."""
+    """Accuracy against each of the three cosines (`MEASURES`), one dot per run (method x seed), coloured by
+    method; `highlight` (labels) draws the others faded."""
     rows = table(size, labels)
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True)
-    for ax, name in zip(axes, ("gradient cosine", "update cosine")):
+        _, axes = plt.subplots(1, 3, figsize=(16, 4.2), sharey=True)
+    for ax, name in zip(axes, MEASURES):
         for label, m in rows.items():
             family = "dni" if label.startswith("dni") else label
             faded = highlight is not None and label not in highlight
             ax.scatter(m[name], m["accuracy"], s=36, color=method_color(family), alpha=0.25 if faded else 0.9,
                        label=NAMES.get(label, label), edgecolor="none")
-        ax.set_xlabel(f"{name} to backprop's (late in training, mean over hidden blocks)")
+        ax.set_xlabel(f"{name} with backprop's (late in training, mean over blocks)")
         ax.grid(alpha=0.3)
         ax.set_title(f"accuracy against the {name}  [run size: {size}]", fontsize=10)
     axes[0].set_ylabel("final test accuracy")

@@ -20,7 +20,8 @@ and DFA beat cDNI in cosine and lose in accuracy), so two more things live here:
   the batch-mean gradient) and `shuffled_baseline` (the right gradients handed to the wrong examples);
 - `update_alignment`: per hidden block, the cosine (`upd_cos/i`) and norm ratio (`upd_ratio/i`) between the
   parameter update the learner applies and the one backprop would apply from the same parameters and the same
-  optimizer state. `training.train(..., probe_update=True)` records it, with the baselines, at every evaluation
+  optimizer state (and `upd_step_cos/i`, the same with the shared momentum set aside). `training.train(...,
+  probe_update=True)` records it, with the baselines, at every evaluation
   (`update_metrics`). Notebooks 03, 04 and 05 (any learner whose model is a list of blocks; not the recurrent
   trainer of 08).
 """
@@ -100,7 +101,9 @@ def shuffled_baseline(true, generator=None):
 def update_alignment(learner, x, y):
     """Per hidden block i: `upd_cos/i`, the cosine between the parameter update the learner applies at (x, y)
     and the one backprop would apply from the same parameters with the same optimizer state, and `upd_ratio/i`,
-    the norm of the learner's update over backprop's.
+    the norm of the learner's update over backprop's; `upd_step_cos/i`, the same cosine with every optimizer's
+    momentum (Adam's first moment, SGD's momentum buffer) set aside in both copies: this step's own signal, as
+    the optimizer scales it, without the history both updates share.
 
     Both steps run on deep copies of the whole learner (model, synthesizers, optimizers with their state:
     copying the learner as one object keeps every optimizer pointing at its own copied parameters), with the
@@ -110,30 +113,49 @@ def update_alignment(learner, x, y):
     blocks of `nobackprop`) get a fresh optimizer of the same kind. A block the learner does not move gets
     cosine 0 and ratio 0 (ratio NaN where backprop would not move it). Backprop itself gives exactly (1, 1).
 
-    Under Adam both updates share the state's first moment (0.9 of the new one), so every method scores high
-    (0.7-0.96 on the MNIST FCN): the number says how far this step's signal turns the update away from
-    backprop's, not whether the method's history points the right way. Read differences, not levels.
-    Notebooks 03, 04 and 05 read it beside `cos_batch/i`.
+    Under Adam both applied updates share the state's first moment (0.9 of the new one), so every method
+    scores high on `upd_cos` (0.8-0.9 on the MNIST FCN, even the synthetic loss, whose signal is noise): it
+    says how far this step turns the update away from backprop's, not whether the signal points the right
+    way. `upd_step_cos` removes that shared history. Notebooks 03, 04 and 05 read both beside `cos_batch/i`
+    (helpers.alignment, `make alignment`).
     """
-    devices = sorted({p.device.index for p in learner.model.parameters() if p.is_cuda})
-    with torch.random.fork_rng(devices=devices):
-        mine = _copy(learner)
-        before = _hidden_parameters(mine.model)
-        mine.step(x, y)
-        method = [a - b for a, b in zip(_hidden_parameters(mine.model), before)]
-    with torch.random.fork_rng(devices=devices):
-        reference = _copy(learner)
-        before = _hidden_parameters(reference.model)
-        _backprop_step(reference, x, y)
-        backprop = [a - b for a, b in zip(_hidden_parameters(reference.model), before)]
     metrics = {}
-    for i, (m, b) in enumerate(zip(method, backprop)):
-        m, b = m.double(), b.double()
-        mm, bb = m.dot(m), b.dot(b)
-        moved = bool(mm > 0 and bb > 0)
-        metrics[f"upd_cos/{i}"] = (m.dot(b) / (mm * bb).sqrt()).item() if moved else 0.0
-        metrics[f"upd_ratio/{i}"] = (mm / bb).sqrt().item() if bb > 0 else float("nan")
+    for key, momentum in (("upd", True), ("upd_step", False)):
+        method, backprop = _updates(learner, x, y, momentum)
+        for i, (m, b) in enumerate(zip(method, backprop)):
+            m, b = m.double(), b.double()
+            mm, bb = m.dot(m), b.dot(b)
+            moved = bool(mm > 0 and bb > 0)
+            metrics[f"{key}_cos/{i}"] = (m.dot(b) / (mm * bb).sqrt()).item() if moved else 0.0
+            if momentum:
+                metrics[f"upd_ratio/{i}"] = (mm / bb).sqrt().item() if bb > 0 else float("nan")
     return metrics
+
+
+def _updates(learner, x, y, momentum=True):
+    """The hidden blocks' parameter changes of one step of the learner and of one backprop step, each on its own
+    copy from the same state and random stream; without `momentum`, both copies' momenta are zeroed first."""
+    devices = sorted({p.device.index for p in learner.model.parameters() if p.is_cuda})
+    found = []
+    for step in (lambda copy: copy.step(x, y), lambda copy: _backprop_step(copy, x, y)):
+        with torch.random.fork_rng(devices=devices):
+            mine = _copy(learner)
+            if not momentum:
+                _forget_momentum(mine)
+            before = _hidden_parameters(mine.model)
+            step(mine)
+            found.append([a - b for a, b in zip(_hidden_parameters(mine.model), before)])
+    return found
+
+
+def _forget_momentum(learner):
+    """Zero every optimizer's first moment (Adam's `exp_avg`, SGD's `momentum_buffer`) in a copied learner."""
+    for optimizer in learner.optimizers:
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        for state in optimizer.state.values():
+            for name in ("exp_avg", "momentum_buffer"):
+                if torch.is_tensor(state.get(name)):
+                    state[name].zero_()
 
 
 def update_metrics(learner, x, y, seed=0):

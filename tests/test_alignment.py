@@ -44,7 +44,7 @@ def trained(method, steps=5, layers=3, **options):
 
 def test_backprop_agrees_with_itself_exactly():
     metrics = probe.update_alignment(trained("backprop", layers=4), *batch())
-    assert metrics == {f"upd_{name}/{i}": 1.0 for i in range(3) for name in ("cos", "ratio")}
+    assert metrics == {f"upd{name}/{i}": 1.0 for i in range(3) for name in ("_cos", "_ratio", "_step_cos")}
 
 
 def test_both_steps_draw_the_same_random_numbers():
@@ -87,12 +87,28 @@ def test_the_ratio_is_the_size_of_the_update_against_backprops():
 
 def test_nobackprop_does_not_move_its_hidden_blocks():
     metrics = probe.update_alignment(trained("nobackprop"), *batch())
-    assert metrics == {f"upd_{name}/{i}": 0.0 for i in range(2) for name in ("cos", "ratio")}
+    assert metrics == {f"upd{name}/{i}": 0.0 for i in range(2) for name in ("_cos", "_ratio", "_step_cos")}
 
 
 def test_a_learned_synthetic_gradient_is_partly_aligned():
     metrics = probe.update_alignment(trained("cdni", steps=20), *batch())
     assert all(0 < metrics[f"upd_cos/{i}"] < 0.999 for i in range(2)), metrics
+
+
+def test_the_step_cosine_sets_the_shared_momentum_aside():
+    """`upd_cos` under Adam is mostly the first moment both updates share; `upd_step_cos` must not depend on it
+    at all (here: the momentum scaled by 10 changes the one and leaves the other exactly as it was), and it
+    must not leave the real learner's momentum zeroed."""
+    learner = trained("cdni", steps=20)
+    before = probe.update_alignment(learner, *batch())
+    for optimizer in learner.optimizers:
+        for state in optimizer.state.values():
+            state["exp_avg"].mul_(10)
+    after = probe.update_alignment(learner, *batch())
+    assert all(after[f"upd_step_cos/{i}"] == before[f"upd_step_cos/{i}"] for i in range(2)), (before, after)
+    assert any(abs(after[f"upd_cos/{i}"] - before[f"upd_cos/{i}"]) > 1e-3 for i in range(2)), (before, after)
+    assert all(before[f"upd_step_cos/{i}"] < before[f"upd_cos/{i}"] for i in range(2)), before
+    assert all(state["exp_avg"].abs().sum() > 0 for o in learner.optimizers for state in o.state.values())
 
 
 def everything(learner):
