@@ -142,6 +142,7 @@ def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None
             h = quick[label]
             ax.plot(h.iteration, h.test_accuracy, color=color, lw=1.6, ls="--",
                     label=f"{names.get(label, label)}, quick (this notebook)")
+            lows.append(min(h.test_accuracy[len(h.test_accuracy) // 2:]))     # its second half stays in view
         paper = paper_accuracy(method, layers)
         if paper is not None:
             ax.plot([25_600], [paper], marker="<", ms=8, color=color, clip_on=False, ls="none")

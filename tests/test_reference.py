@@ -92,6 +92,8 @@ def test_plot_converged_draws_every_seed_the_quick_run_and_the_papers_marker(tie
     assert sum(len(line.get_xdata()) == 2 and line.get_linestyle() == "-" for line in lines) == 6   # 3 seeds x 2
     assert any(line.get_linestyle() == "--" for line in lines), "the quick run is drawn dashed"
     assert sum(line.get_marker() == "<" for line in lines) == 2, "one Table 1 marker per method"
+    low = reference.plot_converged(["backprop"], 3, quick={"backprop": Quick(), "cdni": Quick()})
+    assert low.axes[0].get_ylim()[0] <= 0.95, "a quick run far below the long ones stays in view"
 
 
 def test_the_validation_split_never_touches_the_test_set():
