@@ -17,6 +17,7 @@ over methods, means over seeds) and draws the comparison. Notebooks 03, 04 and 0
 import statistics
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 from .plots import method_color
 from .results import COMMITTED, load_results
@@ -121,20 +122,25 @@ def summary(size="quick", labels=LABELS):
 
 
 def plot(size="quick", labels=LABELS, highlight=None, axes=None):
-    """Accuracy against each of the three cosines (`MEASURES`), one dot per run (method x seed), coloured by
-    method; `highlight` (labels) draws the others faded."""
+    """Test error (log scale, so that 2% and 2.5% are as far apart as 20% and 25%) against each of the three
+    cosines (`MEASURES`), one dot per run (method x seed), coloured by method; `highlight` (labels) draws the
+    others faded."""
     rows = table(size, labels)
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(16, 4.2), sharey=True)
+        _, axes = plt.subplots(1, 3, figsize=(16, 4.4), sharey=True)
     for ax, name in zip(axes, MEASURES):
         for label, m in rows.items():
             family = "dni" if label.startswith("dni") else label
             faded = highlight is not None and label not in highlight
-            ax.scatter(m[name], m["accuracy"], s=36, color=method_color(family), alpha=0.25 if faded else 0.9,
-                       label=NAMES.get(label, label), edgecolor="none")
-        ax.set_xlabel(f"{name} with backprop's (late in training, mean over blocks)")
-        ax.grid(alpha=0.3)
-        ax.set_title(f"accuracy against the {name}  [run size: {size}]", fontsize=10)
-    axes[0].set_ylabel("final test accuracy")
-    axes[0].legend(fontsize=8, loc="lower right")
+            ax.scatter(m[name], [100 * (1 - a) for a in m["accuracy"]], s=36, color=method_color(family),
+                       alpha=0.25 if faded else 0.9, label=NAMES.get(label, label), edgecolor="none")
+        ax.set_yscale("log")
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel(f"{name} (late in training, mean over blocks)")
+        ax.grid(alpha=0.3, which="both")
+        ax.set_title(f"test error against the {name}  [run size: {size}]", fontsize=10)
+    axes[0].set_ylabel("final test error (%, log scale; lower is better)")
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[0].figure.tight_layout()
     return axes[0].figure

@@ -48,3 +48,12 @@ def test_the_script_records_both_alignments_and_resumes(tmp_path):
     again = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert again.returncode == 0 and "seed 0:" not in again.stdout          # nothing trained twice
     assert json.loads((tmp_path / "smoke" / "alignment_smoke.json").read_text()) == record
+
+
+def test_the_committed_experiment_is_drawn_one_dot_per_run():
+    fig = alignment.plot("quick")
+    for ax in fig.axes:
+        assert sum(len(c.get_offsets()) for c in ax.collections) == 3 * len(alignment.LABELS)
+        assert ax.get_yscale() == "log"
+    found = alignment.summary("quick")
+    assert set(found) == set(alignment.MEASURES) and all(-1 <= v <= 1 for v in found.values())
