@@ -7,7 +7,7 @@ MNIST_GZ ?= ../shared/data/mnist
 MNIST_RAW := data/MNIST/raw
 PYTEST_ARGS ?=
 
-.PHONY: lab test test-main test-colab data seeds alignment bench bench-cnn bench-pipeline notebooks timings reproduce slides clean-venv gpu-check
+.PHONY: lab test test-main test-colab data seeds alignment recurrent bench bench-cnn bench-pipeline notebooks timings reproduce slides clean-venv gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -96,6 +96,12 @@ seeds: $(VENV)/.installed data
 ## results/alignment_<size>.json, read by notebooks 03-05 (helpers.alignment). One thread, resumable run by run.
 alignment: $(VENV)/.installed data
 	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PY) scripts/alignment.py
+
+## The long recurrent tier (issue 27) at $(SG_SIZE): copy and repeat-copy curricula at T = 2-5 for truncated BPTT, DNI
+## and DNI + Aux over seeds 0-2; two one-thread workers, CPU hours at the long size, resumable run by run and within a
+## run; results/recurrent_<size>.json, read by notebook 08 (helpers.recurrent_tier). `--report` prints what is done.
+recurrent: $(VENV)/.installed
+	SG_SIZE=$(SG_SIZE) TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PY) scripts/recurrent.py
 
 ## Re-run every notebook and the seeds experiment at $(SG_SIZE), then render results/README.md (published numbers beside ours).
 reproduce: notebooks seeds

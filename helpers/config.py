@@ -106,6 +106,22 @@ RECURRENT_SIZES = {
                   text_window=5, text_characters=2_000_000, text_chars_max=None),
 }
 
+# The recurrent tier (issue 27), trained once by `make recurrent SG_SIZE=long` (scripts/recurrent.py) and
+# loaded by notebook 08 (helpers.recurrent_tier): both curricula at T = 2-5, 3 methods, seeds 0-2 (72 runs) at the
+# paper's 256 units. Cost per run of 250k characters, one thread on this 2-core CPU while it trained other runs
+# (upper bounds; cosine probe included): at T = 2 truncated BPTT ~12 min (355 characters/s), DNI ~16 (273/s),
+# DNI + Aux ~25 (167/s); at T = 5 ~6, ~10 and ~12 min (672, 443, 376/s). The grid ~15 core-hours (~8 h on two
+# workers), T = 2 and 3 (first in the queue) ~9. Longer runs buy little: single seeds at 128 and 256 units
+# plateaued after ~25-100k characters (DNI at T = 2 solved N = 2, never 3; at T = 3 N = 1; truncated BPTT, 128
+# units, 150k characters: 0 at T = 2, 1 at T = 3). Not a notebook size: notebook 08 at SG_SIZE=long keeps the
+# quick settings above; `recurrent_tier_size` reads this table.
+RECURRENT_TIER = {
+    "long": dict(windows=[2, 3, 4, 5], characters=250_000, hidden=256, batch=32, seeds=[0, 1, 2],
+                 fixed=dict(window=2, length=2, characters=8_000),
+                 repeat_windows=[2, 3, 4, 5], repeat_characters=250_000,
+                 text_window=5, text_characters=20_000, text_chars_max=None),
+}
+
 # Notebook 09: iterations of the stochastic / multi-rate runs (None: the run size's own), pipeline widths per
 # number of stages, repeats of each throughput measurement, steps per measurement (None: about two seconds
 # of locked work), and the timeline's and the equal-time comparison's settings.
@@ -166,6 +182,13 @@ def cnn_size(name=None):
 def recurrent_size(name=None):
     """Notebook 08's settings for the run size `name` (else $SG_SIZE)."""
     return _settings(RECURRENT_SIZES, name)
+
+
+def recurrent_tier_size(name=None):
+    """The recurrent tier's settings (scripts/recurrent.py, helpers.recurrent_tier): `RECURRENT_TIER` at the long
+    size, else notebook 08's own (so that the smoke size tests the same code in seconds)."""
+    name = run_size(name).name
+    return RECURRENT_TIER[name] if name in RECURRENT_TIER else recurrent_size(name)
 
 
 def async_size(name=None):

@@ -24,6 +24,8 @@ target: M regresses onto the window's own gradient plus the injected future, as 
 """
 import math
 import os
+import pathlib
+import tempfile
 import time
 from collections import deque
 
@@ -273,6 +275,88 @@ def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_
     if length:
         history.meta["length"] = length
     return trainer, history
+
+
+def train_copy_resumable(method, window, steps, checkpoint=None, checkpoint_every=None, hidden=128, batch=32,
+                         lr=config.RECURRENT_LR, repeat=False, max_repeats=3, bits=8, threshold=0.15, log_every=100,
+                         seed=0, progress=True, device=None, length=None, measure=False, **trainer_options):
+    """`train_copy` with the same arguments, trained in pieces of `checkpoint_every` windows (a multiple of
+    `log_every`; default: one piece) and saved whole to the file `checkpoint` after each piece. Called again
+    with the same arguments after the process was killed, it resumes from the last piece saved and returns
+    what an uninterrupted run returns, to the bit on a CPU (tests/test_recurrent_tier.py checks both against
+    `train_copy`). The long recurrent tier (scripts/recurrent.py) trains its curricula with it.
+
+    Why pieces of `train_windows` rather than a hook inside its loop: that loop keeps nothing between log
+    points but the trainer (model, synthesizer, optimizers, carried state), the stream (its generator and
+    the part of an episode not yet read), the curriculum and the history. A piece that ends on a log point
+    leaves exactly those, so they are saved as they are (torch.save of the objects; written to a temporary
+    file and renamed, so a kill during a save leaves the previous piece whole) and the existing loop is used
+    unchanged. The file also holds the arguments: a checkpoint is only ever resumed by the run that wrote it."""
+    every = checkpoint_every or steps
+    if every % log_every and every < steps:
+        raise ValueError(f"checkpoint_every ({every}) must be a multiple of log_every ({log_every}), so that a piece "
+                         "ends on a log point.")
+    arguments = repr((method, window, steps, every, hidden, batch, lr, repeat, max_repeats, bits, threshold, log_every,
+                      seed, length, measure, sorted(trainer_options.items())))
+    torch.manual_seed(seed)
+    stream = CopyStream(batch, bits, level=length or 1, repeat=repeat, max_repeats=max_repeats, seed=seed)
+    model = RecurrentModel(stream.inputs, bits, hidden).to(device or config.device())
+    trainer = WindowedTrainer(model, window, method, lr=lr, loss=bits_loss, **trainer_options)
+    curriculum = None if length else Curriculum(threshold, outputs_per_length=(1 + max_repeats) / 2 if repeat else 1.0)
+    probe = None
+    if measure:
+        def probe(level):
+            return probe_stretch(level or length, window, bits, repeat, max_repeats)
+    done, history = 0, None
+    path = pathlib.Path(checkpoint) if checkpoint else None
+    if path is not None and path.exists():
+        saved = torch.load(path, map_location=None, weights_only=False)
+        if saved["arguments"] != arguments:
+            raise ValueError(f"the checkpoint {path} belongs to another run ({saved['arguments']}); delete it to "
+                             "start this one afresh.")
+        done, history, trainer, stream, curriculum = (saved[k] for k in ("done", "history", "trainer", "stream",
+                                                                          "curriculum"))
+        torch.set_rng_state(saved["rng"])
+    while done < steps:
+        piece = min(every, steps - done)
+        part = train_windows(trainer, stream, piece, log_every, curriculum, progress=progress, probe=probe)
+        history = part if history is None else _joined(history, part, done)
+        done += piece
+        if path is not None:
+            _save_atomically(dict(arguments=arguments, done=done, history=history, trainer=trainer, stream=stream,
+                                  curriculum=curriculum, rng=torch.get_rng_state()), path)
+    history.meta["task"] = "repeat_copy" if repeat else "copy"
+    history.meta["seed"] = seed
+    if length:
+        history.meta["length"] = length
+    return trainer, history
+
+
+def _joined(history, part, done):
+    """`history` followed by `part`, a history of the next piece of the same run (its steps count from 1 and its
+    seconds from 0 again)."""
+    elapsed = history.seconds[-1] if history.seconds else 0.0
+    history.iteration += [done + step for step in part.iteration]
+    history.train_loss += part.train_loss
+    history.seconds += [elapsed + s for s in part.seconds]
+    for name, values in part.extra.items():
+        history.extra.setdefault(name, []).extend(values)
+    if "level_at" in part.meta:
+        history.meta["level_at"] += [done + step for step in part.meta["level_at"][1:]]
+        history.meta["solved"] = part.meta["solved"]
+    return history
+
+
+def _save_atomically(state, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            torch.save(state, handle)
+        os.replace(handle.name, path)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
 
 
 def probe_stretch(level, window, bits=8, repeat=False, max_repeats=3, batch=64, windows=14, seed=10_007):

@@ -1,0 +1,145 @@
+"""The long recurrent tier, loaded instead of trained: notebook 08 reads it here (issue 27).
+
+Notebook 08 trains its copy curricula at T = 5 for minutes, and the lengths it reaches there (1-3) still let an
+input and its answer share a window (the answer comes N+1 steps after its input, so they share one only when
+N+1 < T). That cannot show the paper's recurrent headline: a synthetic gradient at the end of each window lets
+an RNN learn dependencies longer than the window (Jaderberg et al. 2016, the recurrent section and its table).
+The long tier trains the copy and repeat-copy curricula at T = 2-5 for truncated BPTT, DNI and DNI + Aux over
+seeds 0-2 for far longer (`config.RECURRENT_TIER["long"]`, CPU hours), once, with `make recurrent SG_SIZE=long`
+(scripts/recurrent.py), and commits results/recurrent_long.json: for every run the curriculum's level, the
+error and (DNI) the synthetic gradient's cosine to the true future gradient at the length being trained, at
+each log point; the longest length solved; seconds, threads and CPU.
+
+Here, for notebook 08 and the script's `--report`: `runs` loads the file, `PAPER` holds the paper's cells with
+`PAPER_SOURCE`, `table` lays ours beside them as the paper does (rows: window T; columns: method), and
+`plot_levels` draws the level over characters read, one panel per window.
+"""
+import json
+import statistics
+
+import matplotlib.pyplot as plt
+
+from . import config, results
+from .plots import RECURRENT_LABELS, recurrent_color
+from .rnn import METHODS
+from .training import History
+
+TASKS = ("copy", "repeat_copy")
+# The longest sequence length modelled (higher is better), 256 LSTM units; no cell at T = 8 for copy tasks.
+PAPER = {
+    "copy": {"tbptt": {2: 7, 3: 8, 4: 10, 5: 8}, "dni": {2: 16, 3: 14, 4: 18, 5: 18},
+             "dni_aux": {2: 16, 3: 17, 4: 19, 5: 18}},
+    "repeat_copy": {"tbptt": {2: 7, 3: 5, 4: 19, 5: 23}, "dni": {2: 39, 3: 33, 4: 39, 5: 59},
+                    "dni_aux": {2: 39, 3: 59, 4: 67, 5: 59}},
+}
+PAPER_SOURCE = ("Jaderberg et al. 2016, arXiv 1608.05343 v1, recurrent table (Copy and Repeat Copy: the longest "
+                "sequence length modelled), read from the v1 table image in norman3/papers "
+                "(images/synthetic_gradients/f14.png) and matching QData/deep2Read's slides (slide 17); the "
+                "camera-ready version may differ")
+LOGS = {"smoke": 6}      # log points per run (the level, the error, the cosine), else 100; smoke: CI takes seconds
+THRESHOLD = 0.15         # the curriculum's threshold (bits per output vector), rnn.Curriculum's default
+MAX_REPEATS = 3          # repeat copy's largest R, as in notebook 08
+
+
+def settings(size, task):
+    """What one run of `task` at `size` is trained with, as recorded in each run (a run counts as finished only
+    for the settings it was trained with, so changing config.RECURRENT_TIER starts the tier afresh)."""
+    s = config.recurrent_tier_size(size)
+    return dict(hidden=s["hidden"], batch=s["batch"], lr=config.RECURRENT_LR, threshold=THRESHOLD,
+                logs=LOGS.get(size, 100),
+                characters=s["characters"] if task == "copy" else s["repeat_characters"],
+                max_repeats=MAX_REPEATS if task == "repeat_copy" else None)
+
+
+def windows(size, task):
+    """The windows T the tier trains `task` at, at `size`."""
+    s = config.recurrent_tier_size(size)
+    return s["windows"] if task == "copy" else s["repeat_windows"]
+
+
+def path(size="long", directory=None):
+    """The tier's results file: results/recurrent_<size>.json (smoke: results/smoke/), in the committed results
+    unless `directory` is given (scripts/recurrent.py writes where $SG_RESULTS points)."""
+    return results.results_path(f"recurrent_{size}", size, directory or results.COMMITTED)
+
+
+def runs(size="long", directory=None):
+    """The runs of the tier at `size` trained with today's settings (see `settings`), as records: "dataset"
+    (copy or repeat_copy), "method", "window", "seed", "solved", "seconds", "threads", "cpu", "history"."""
+    file = path(size, directory)
+    if not file.exists():
+        raise FileNotFoundError(f"{file} is missing: `make recurrent SG_SIZE={size}` makes it (scripts/recurrent.py; "
+                                "the long size takes CPU hours, resumes where it stopped, and is committed).")
+    found = json.loads(file.read_text())["runs"]
+    return [r for r in found if r.get("settings") == json.loads(json.dumps(settings(size, r["dataset"])))]
+
+
+def solved(found, task, method, window):
+    """{seed: longest length solved} of the runs of `task`, `method` at `window`."""
+    return {r["seed"]: r["solved"] for r in found if (r["dataset"], r["method"], r["window"]) == (task, method, window)}
+
+
+def ratio(dni, tbptt):
+    """The median of DNI's longest lengths over truncated BPTT's, as text ("-" where either is missing)."""
+    if not dni or not tbptt:
+        return "-"
+    a, b = statistics.median(dni), statistics.median(tbptt)
+    return f"{a / b:.1f}x" if b else ("inf" if a else "-")
+
+
+def table(found, task, size="long"):
+    """The paper's layout as text: one row per window T, one column per method; in each cell every seed's
+    longest solved length ('.' = not trained yet) and, after '|', the paper's cell; then DNI / truncated BPTT
+    (ratio of medians), ours and the paper's."""
+    seeds = config.recurrent_tier_size(size)["seeds"]
+    rows = {}
+    for window in sorted({r["window"] for r in found if r["dataset"] == task} | set(windows(size, task))):
+        mine = {method: solved(found, task, method, window) for method in METHODS}
+        cells = [f"{' '.join(str(mine[m].get(s, '.')) for s in seeds)} | {PAPER[task][m].get(window, '-')}"
+                 for m in METHODS]
+        paper = [[PAPER[task][m][window]] if window in PAPER[task][m] else [] for m in ("dni", "tbptt")]
+        rows[window] = cells + [f"{ratio(list(mine['dni'].values()), list(mine['tbptt'].values()))} | {ratio(*paper)}"]
+    width = max([len(RECURRENT_LABELS[m]) for m in METHODS] + [len(c) for cells in rows.values() for c in cells]) + 3
+    lines = [f"{task.replace('_', ' ')}: longest length solved (ours: seeds {' '.join(map(str, seeds))}, "
+             f"'.' not trained yet | the paper, arXiv v1, one run)",
+             f"{'T':>3}  " + "".join(f"{RECURRENT_LABELS[m]:<{width}}" for m in METHODS)
+             + "DNI / truncated BPTT (ours | paper)"]
+    lines += [f"{window:>3}  " + "".join(f"{c:<{width}}" for c in cells[:-1]) + cells[-1]
+              for window, cells in rows.items()]
+    return "\n".join(lines)
+
+
+def histories(found, task):
+    """The runs of `task` as `training.History` objects (what helpers.plots' recurrent figures take)."""
+    return [History(**r["history"]) for r in found if r["dataset"] == task]
+
+
+def plot_levels(found, task="copy", size="long"):
+    """One panel per window T: the curriculum level (the length being trained; solved = level - 1) over the
+    characters read, one line per run (seeds of a method share its colour); each panel's title gives the
+    paper's cells, which are too far above a CPU run's levels to share its axis."""
+    runs_of_task = [r for r in found if r["dataset"] == task]
+    shown = sorted({r["window"] for r in runs_of_task})
+    if not shown:
+        raise ValueError(f"no {task} runs to draw: the tier has none finished yet.")
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), sharey=True, squeeze=False)
+    for ax, window in zip(axes[0], shown):
+        seen = set()
+        for r in (r for r in runs_of_task if r["window"] == window):
+            h = r["history"]
+            offset = 0.04 * (r["seed"] - 1)            # seeds drawn a hair apart, so ties stay visible
+            label = RECURRENT_LABELS[r["method"]] if r["method"] not in seen else None
+            seen.add(r["method"])
+            characters = [0] + [s * window for s in h["iteration"]]
+            ax.step(characters, [1 + offset] + [v + offset for v in h["extra"]["level"]], where="post", alpha=0.8,
+                    color=recurrent_color(r["method"]), label=label)
+        paper = ", ".join(f"{RECURRENT_LABELS[m]} {PAPER[task][m][window]}" for m in METHODS
+                          if window in PAPER[task][m])
+        ax.set_title(f"T = {window}" + (f"\npaper: {paper}" if paper else ""), fontsize=9)
+        ax.set_xlabel("characters read")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("curriculum level (copy length N)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{task.replace('_', '-')}: curriculum level over training  [run size: {size}]")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,183 @@
+"""The long recurrent tier (issue 27): copy and repeat-copy curricula at T = 2-5 over seeds, trained once, committed.
+
+    make recurrent SG_SIZE=long                         # the whole plan: two one-thread workers, CPU hours, resumable
+    python scripts/recurrent.py --size long --windows 2 3   # only part of the plan (here: the small windows first)
+    python scripts/recurrent.py --size long --report    # what is finished, beside the paper's cells; trains nothing
+    python scripts/recurrent.py --size smoke            # seconds: the same code path, into results/smoke/
+
+One run is one curriculum: (task, method, window, seed), task copy or repeat copy, method truncated BPTT, DNI or
+DNI + Aux, at the size's characters, LSTM units and batch (`config.RECURRENT_TIER`, `recurrent_tier.settings`).
+The plan (`plan`) goes window by window from the smallest, because T = 2 and 3 are where the paper's gap is widest
+and where a solved length N >= T means that an input and its answer never share a window; within a window, copy
+before repeat copy, seed by seed, every method, so that finished rows can be read while the rest trains.
+
+Two spawned workers of one thread each share the plan: under a file lock (results/recurrent_<size>.lock) a worker
+claims the first run that is neither finished nor claimed by a live worker (a dead worker's claim is dropped, so
+its run is claimed again). A run is trained by `rnn.train_copy_resumable`, which saves it whole `CHECKPOINTS` times
+(checkpoints/recurrent/<size>/, or $SG_CHECKPOINTS/recurrent/<size>/), so a killed run resumes from its last
+checkpoint and ends as an uninterrupted one would, to the bit on a CPU. A finished run is added to
+results/recurrent_<size>.json (rewritten atomically, under the lock) and never trained again: its curve at each log
+point (100 per run: the level, the error in bits per output vector and, with a synthesizer, the cosine of the
+synthetic gradient to the true future gradient at the length being trained), the longest length solved, the copy
+accuracy at the next length, seconds, threads and CPU. helpers.recurrent_tier reads the file for notebook 08 and
+lays out the report.
+"""
+import argparse
+import hashlib
+import json
+import multiprocessing
+import os
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import torch  # noqa: E402
+
+from helpers import config, recurrent_tier, results, rnn  # noqa: E402
+from seeds import _alive, cpu_name, locked  # noqa: E402
+
+MAX_REPEATS = recurrent_tier.MAX_REPEATS
+CHECKPOINTS = 10         # checkpoints per run: a tenth of a run is the most a kill loses
+
+
+def plan(size, tasks=recurrent_tier.TASKS, methods=rnn.METHODS, windows=None, seeds=None):
+    """The queue at `size`, in order: (task, method, window, seed) tuples; the filters keep part of it."""
+    s = config.recurrent_tier_size(size)
+    planned = {"copy": s["windows"], "repeat_copy": s["repeat_windows"]}
+    return [(task, method, window, seed)
+            for window in sorted(set(s["windows"]) | set(s["repeat_windows"])) if windows is None or window in windows
+            for task in tasks if window in planned[task]
+            for seed in s["seeds"] if seeds is None or seed in seeds
+            for method in methods]
+
+
+def results_file(size):
+    return results.results_path(f"recurrent_{size}", size)       # honours $SG_RESULTS (results.RESULTS_DIR)
+
+
+def finished(size):
+    """The (task, method, window, seed) of every run in the results file trained with today's settings."""
+    try:
+        found = recurrent_tier.runs(size, results.RESULTS_DIR)
+    except FileNotFoundError:
+        return set()
+    return {(r["dataset"], r["method"], r["window"], r["seed"]) for r in found}
+
+
+def claim(size, queue, pid=None):
+    """Under the lock, the first run of `queue` that is neither finished nor claimed by a live process, claimed
+    for `pid` (default: this process); None when nothing is left to start."""
+    path = results_file(size)
+    claims_path = path.with_name(f".{path.stem}.claims.json")
+    with locked(path):
+        done = finished(size)
+        claims = json.loads(claims_path.read_text()) if claims_path.exists() else {}
+        claims = {key: owner for key, owner in claims.items() if _alive(owner)}
+        for run in queue:
+            key = "|".join(map(str, run))
+            if run in done or key in claims:
+                continue
+            claims[key] = pid or os.getpid()
+            results.write_json(claims_path, claims)
+            return run
+    return None
+
+
+def checkpoint_file(size, run):
+    """Where `run` keeps its checkpoint; the name carries a fingerprint of the settings, so a run trained with
+    other settings never resumes from it."""
+    task, method, window, seed = run
+    fingerprint = hashlib.sha256(repr(sorted(recurrent_tier.settings(size, task).items())).encode()).hexdigest()[:8]
+    return config.checkpoint_folder() / "recurrent" / size / f"{task}_{method}_T{window}_seed{seed}_{fingerprint}.pt"
+
+
+def train_one(size, run, device):
+    """Train (or resume) one run, add its record to the results file under the lock, drop its checkpoint."""
+    task, method, window, seed = run
+    s = recurrent_tier.settings(size, task)
+    steps = s["characters"] // window
+    log_every = max(1, steps // s["logs"])
+    checkpoint = checkpoint_file(size, run)
+    if checkpoint.exists():
+        print(f"{task} {method} T={window} seed {seed}: resuming from {checkpoint}", flush=True)
+    repeat = task == "repeat_copy"
+    every = max(1, s["logs"] // CHECKPOINTS) * log_every
+    trainer, history = rnn.train_copy_resumable(
+        method, window, steps, checkpoint, every, hidden=s["hidden"], batch=s["batch"], lr=s["lr"], repeat=repeat,
+        max_repeats=s["max_repeats"] or MAX_REPEATS, threshold=s["threshold"], log_every=log_every, seed=seed,
+        progress=False, device=device, measure=method != "tbptt")
+    solved = history.meta["solved"]
+    record = {"method": method, "layers": 1, "iterations": steps, "dataset": task, "window": window, "seed": seed,
+              "characters": steps * window, "solved": solved,
+              "test_accuracy": rnn.copy_accuracy(trainer.model, solved + 1, repeat=repeat),   # at the next length
+              "seconds": round(history.seconds[-1], 2), "threads": torch.get_num_threads(),
+              "cpu": cpu_name() if torch.device(device).type == "cpu" else str(device), "settings": s,
+              "history": history.as_dict()}
+    path = results_file(size)
+    with locked(path):                  # the other worker may be adding its own run to the same file
+        kept = json.loads(path.read_text())["runs"] if path.exists() else []
+        kept = [r for r in kept if (r["dataset"], r["method"], r["window"], r["seed"]) != run
+                or r.get("settings") != json.loads(json.dumps(s))] + [record]
+        results.save_results(path.stem, size, kept, sum(r.get("seconds", 0) for r in kept), device,
+                             threads=torch.get_num_threads())
+    checkpoint.unlink(missing_ok=True)
+    print(f"{task} {method} T={window} seed {seed}: solved {solved} ({history.seconds[-1]:.0f} s)", flush=True)
+    return record
+
+
+def worker(size, index, queue):
+    """One worker of the queue: one thread, so that two workers share two cores without oversubscribing them."""
+    torch.set_num_threads(1)
+    device = config.device()
+    while (run := claim(size, queue)) is not None:
+        print(f"worker {index}: training {'|'.join(map(str, run))}", flush=True)
+        train_one(size, run, device)
+    print(f"worker {index}: nothing left to start", flush=True)
+
+
+def report(size):
+    """The paper's table with ours beside it, for each task, and how much of the plan is finished."""
+    found = recurrent_tier.runs(size, results.RESULTS_DIR)
+    for task in recurrent_tier.TASKS:
+        print(recurrent_tier.table(found, task, size) + "\n")
+    hours = sum(r["seconds"] for r in found) / 3600
+    print(f"{len(found)} of {len(plan(size))} runs of the plan finished ({hours:.1f} core-hours of training). "
+          f"Paper: {recurrent_tier.PAPER_SOURCE}.")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default=None, help="run size (default: $SG_SIZE, else quick)")
+    parser.add_argument("--workers", type=int, default=2, help="one-thread processes sharing the plan")
+    parser.add_argument("--tasks", nargs="+", choices=recurrent_tier.TASKS, default=recurrent_tier.TASKS)
+    parser.add_argument("--methods", nargs="+", choices=rnn.METHODS, default=rnn.METHODS)
+    parser.add_argument("--windows", nargs="+", type=int, default=None, help="only these windows T")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds")
+    parser.add_argument("--report", action="store_true", help="print what is finished and train nothing")
+    args = parser.parse_args()
+    size = config.run_size(args.size).name
+    try:
+        if not args.report:
+            queue = plan(size, args.tasks, args.methods, args.windows, args.seeds)
+            print(f"recurrent tier, size {size}: {len(queue)} runs in the queue, {args.workers} workers of one thread; "
+                  f"writing {results_file(size)}", flush=True)
+            context = multiprocessing.get_context("spawn")
+            workers = [context.Process(target=worker, args=(size, i, queue)) for i in range(args.workers)]
+            for process in workers:
+                process.start()
+            for process in workers:
+                process.join()
+            failed = sum(1 for process in workers if process.exitcode)
+            if failed:
+                sys.exit(f"{failed} worker(s) failed or were killed (see above). Run the same command again: finished "
+                         "runs are kept, the others resume from their checkpoints.")
+        report(size)
+    except FileNotFoundError as error:
+        sys.exit(str(error))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The long recurrent tier (scripts/recurrent.py, helpers.recurrent_tier, rnn.train_copy_resumable), at the smoke
+size: two workers claim each run once, a killed run resumes to the bit, a finished run is never trained again, the
+report sets our seeds beside the paper's cells, and a missing results file names the command that makes it."""
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import recurrent_tier, results, rnn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import recurrent  # noqa: E402
+from seeds import locked  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+class Killed(Exception):
+    """Stands for the process being killed: nothing after it runs."""
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    """Results and checkpoints in a temporary folder, for this process and the ones it starts."""
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setenv("SG_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("SG_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    return tmp_path
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def without_seconds(record):
+    record = json.loads(json.dumps(record))
+    record.pop("seconds")
+    record["history"].pop("seconds")
+    return record
+
+
+def test_resumable_training_is_train_copy_to_the_bit(tmp_path, one_thread):
+    """In pieces with a checkpoint after each, a run is the run `train_copy` trains in one go, to the bit; a
+    checkpoint is resumed only by the run that wrote it."""
+    options = dict(hidden=12, batch=4, log_every=4, seed=3, progress=False, device=CPU, measure=True, repeat=True)
+    whole, expected = rnn.train_copy("dni_aux", 2, 40, **options)
+    pieces, history = rnn.train_copy_resumable("dni_aux", 2, 40, tmp_path / "run.pt", 8, **options)
+    strip = [h.as_dict() | {"seconds": None} for h in (expected, history)]
+    assert strip[0] == strip[1] and "cos_future" in history.extra and len(history.iteration) == 10
+    assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), pieces.model.state_dict().values()))
+    with pytest.raises(ValueError, match="another run"):
+        rnn.train_copy_resumable("dni", 2, 40, tmp_path / "run.pt", 8, **options)
+
+
+def test_a_killed_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(folders, monkeypatch, one_thread):
+    """Killed in the middle of a piece, a run of the script resumes from its last checkpoint (not from the start) and
+    records what an uninterrupted run records, every number but the seconds equal."""
+    run = ("repeat_copy", "dni_aux", 2, 1)
+    real = rnn.WindowedTrainer.step
+    calls, resuming = [], False
+
+    def killed(self, *window):     # the process dies half-way through the third piece of 20 windows
+        calls.append(1)
+        if len(calls) == 50 and not resuming:
+            raise Killed
+        return real(self, *window)
+
+    monkeypatch.setattr(rnn.WindowedTrainer, "step", killed)
+    with pytest.raises(Killed):
+        recurrent.train_one("smoke", run, CPU)
+    assert recurrent.checkpoint_file("smoke", run).exists() and not recurrent.results_file("smoke").exists()
+    calls.clear()
+    resuming = True
+    resumed = recurrent.train_one("smoke", run, CPU)
+    assert len(calls) == 120 - 40, "resumed from the checkpoint after 40 of 120 windows, not from the start"
+    assert not recurrent.checkpoint_file("smoke", run).exists(), "a finished run's checkpoint is removed"
+    monkeypatch.setattr(results, "RESULTS_DIR", folders / "uninterrupted")
+    monkeypatch.setenv("SG_CHECKPOINTS", str(folders / "uninterrupted"))
+    uninterrupted = recurrent.train_one("smoke", run, CPU)
+    assert without_seconds(resumed) == without_seconds(uninterrupted)
+    assert resumed["history"]["extra"]["cos_future"] and len(resumed["history"]["extra"]["level"]) == 6
+
+
+def test_a_second_claimer_gets_another_run_and_a_dead_workers_claim_is_dropped(folders):
+    queue = recurrent.plan("smoke", tasks=["copy"], windows=[2], seeds=[0])
+    other = os.getppid()                                     # a live process that is not this one
+    assert recurrent.claim("smoke", queue) == queue[0]
+    assert recurrent.claim("smoke", queue, pid=other) == queue[1], "a run claimed by a live worker is left to it"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claims = recurrent.results_file("smoke").with_name(".recurrent_smoke.claims.json")
+    record = json.loads(claims.read_text())
+    record["|".join(map(str, queue[0]))] = dead.pid
+    claims.write_text(json.dumps(record))
+    assert recurrent.claim("smoke", queue, pid=other) == queue[0], "a dead worker's run is claimed again"
+    assert recurrent.claim("smoke", queue) == queue[2]
+    assert recurrent.claim("smoke", queue) is None
+
+
+def test_a_claim_waits_for_the_lock(folders):
+    """Reading the claims and writing one's own is one step under the file lock, so two workers cannot both
+    read a run as free before either has written its claim."""
+    queue = recurrent.plan("smoke", tasks=["copy"], windows=[2], seeds=[0])
+    claimed = []
+    with locked(recurrent.results_file("smoke")):            # another worker is claiming
+        claimer = threading.Thread(target=lambda: claimed.append(recurrent.claim("smoke", queue)))
+        claimer.start()
+        claimer.join(timeout=1.0)
+        assert claimer.is_alive() and not claimed, "the claim waited for the lock"
+    claimer.join()
+    assert claimed == [queue[0]]
+
+
+def test_a_finished_run_is_not_trained_again(folders, monkeypatch, one_thread):
+    queue = recurrent.plan("smoke", tasks=["copy"], methods=["tbptt"], windows=[3], seeds=[2])
+    recurrent.worker("smoke", 0, queue)
+    before = recurrent.results_file("smoke").read_text()
+    recurrent.results_file("smoke").with_name(".recurrent_smoke.claims.json").unlink()    # a later session: no claims
+    assert recurrent.claim("smoke", queue) is None
+    monkeypatch.setattr(rnn, "train_copy_resumable", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    recurrent.worker("smoke", 1, queue)
+    assert recurrent.results_file("smoke").read_text() == before
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """`scripts/recurrent.py` with two worker processes on copy at T = 2, every method, seeds 0 and 1 (6 runs)."""
+    folder = tmp_path_factory.mktemp("two_workers")
+    env = {**os.environ, "SG_RESULTS": str(folder / "results"), "SG_CHECKPOINTS": str(folder / "checkpoints"),
+           "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    command = [sys.executable, str(ROOT / "scripts" / "recurrent.py"), "--size", "smoke", "--tasks", "copy",
+               "--windows", "2", "--seeds", "0", "1"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(command + ["--workers", "1"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    record = json.loads((folder / "results" / "smoke" / "recurrent_smoke.json").read_text())
+    return first.stdout, again.stdout, record, folder / "results"
+
+
+def test_two_worker_processes_claim_each_run_once(two_workers):
+    first, again, record, _ = two_workers
+    trained = [line.split("training ")[1] for line in first.splitlines() if " training " in line]
+    expected = ["|".join(map(str, run)) for run in recurrent.plan("smoke", tasks=["copy"], windows=[2], seeds=[0, 1])]
+    assert sorted(trained) == sorted(expected), "every run trained exactly once"
+    assert sorted("|".join(map(str, (r["dataset"], r["method"], r["window"], r["seed"]))) for r in record["runs"]) \
+        == sorted(expected)
+    assert " training " not in again, "nothing trained twice"
+    run = record["runs"][0]
+    assert run["threads"] == 1 and run["cpu"] and run["seconds"] > 0 and len(run["history"]["extra"]["level"]) == 6
+
+
+def test_the_report_prints_the_papers_cells_beside_our_seeds(two_workers):
+    first, _, record, _ = two_workers
+    solved = {(r["method"], r["seed"]): r["solved"] for r in record["runs"]}
+    row = next(line for line in first.splitlines() if line.startswith("  2  "))      # copy, T = 2
+    cells = row[5:].split()
+    ours = [f"{solved[m, 0]} {solved[m, 1]} . | {recurrent_tier.PAPER['copy'][m][2]}"      # seed 2: not trained
+            for m in rnn.METHODS]
+    assert " ".join(cells[:15]) == " ".join(ours), row
+    assert "| 7 " in row and "| 16 " in row and row.endswith("| 2.3x"), "the paper's tBPTT 7 and DNI 16 at T = 2"
+    assert "arXiv v1" in first and "6 of 36 runs of the plan finished" in first
+
+
+def test_a_missing_results_file_names_the_command_that_makes_it(folders, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=r"make recurrent SG_SIZE=long"):
+        recurrent_tier.runs("long", folders)
+    monkeypatch.setattr(sys, "argv", ["recurrent.py", "--size", "smoke", "--report"])
+    with pytest.raises(SystemExit, match=r"recurrent_smoke.json is missing: `make recurrent SG_SIZE=smoke` makes it"):
+        recurrent.main()
+
+
+def test_notebook_08_reads_the_runs_and_draws_the_level_per_window(two_workers):
+    *_, folder = two_workers
+    found = recurrent_tier.runs("smoke", folder)
+    assert len(found) == 6 and {len(h.extra["level"]) for h in recurrent_tier.histories(found, "copy")} == {6}
+    fig = recurrent_tier.plot_levels(found, "copy", "smoke")
+    assert [ax.get_title() for ax in fig.axes] == ["T = 2\npaper: truncated BPTT 7, DNI 16, DNI + Aux 16"]
+    assert len(fig.axes[0].lines) == 6 and "smoke" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="no repeat_copy runs"):
+        recurrent_tier.plot_levels(found, "repeat_copy", "smoke")
