@@ -253,38 +253,18 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
 
 def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_LR, repeat=False, max_repeats=3,
                bits=8, threshold=0.15, log_every=100, seed=0, progress=True, device=None, length=None, measure=False,
-               **trainer_options):
+               checkpoint=None, checkpoint_every=None, **trainer_options):
     """An LSTM on the copy (or repeat-copy) stream for `steps` windows, on `device` (default:
     config.device()). With `length=None` the curriculum starts at length 1 and moves up; with a `length`
     every episode has that length and there is no curriculum. `measure=True` (DNI) records at each log the
     cosine of the synthetic gradient to the true discounted future gradient, on a fixed stretch of 64
     sequences at the length being trained (`probe_stretch`). Returns (trainer, history); see
-    `train_windows` for the history."""
-    torch.manual_seed(seed)
-    stream = CopyStream(batch, bits, level=length or 1, repeat=repeat, max_repeats=max_repeats, seed=seed)
-    model = RecurrentModel(stream.inputs, bits, hidden).to(device or config.device())
-    trainer = WindowedTrainer(model, window, method, lr=lr, loss=bits_loss, **trainer_options)
-    curriculum = None if length else Curriculum(threshold, outputs_per_length=(1 + max_repeats) / 2 if repeat else 1.0)
-    probe = None
-    if measure:
-        def probe(level):
-            return probe_stretch(level or length, window, bits, repeat, max_repeats)
-    history = train_windows(trainer, stream, steps, log_every, curriculum, progress=progress, probe=probe)
-    history.meta["task"] = "repeat_copy" if repeat else "copy"
-    history.meta["seed"] = seed
-    if length:
-        history.meta["length"] = length
-    return trainer, history
+    `train_windows` for the history.
 
-
-def train_copy_resumable(method, window, steps, checkpoint=None, checkpoint_every=None, hidden=128, batch=32,
-                         lr=config.RECURRENT_LR, repeat=False, max_repeats=3, bits=8, threshold=0.15, log_every=100,
-                         seed=0, progress=True, device=None, length=None, measure=False, **trainer_options):
-    """`train_copy` with the same arguments, trained in pieces of `checkpoint_every` windows (a multiple of
-    `log_every`; default: one piece) and saved whole to the file `checkpoint` after each piece. Called again
-    with the same arguments after the process was killed, it resumes from the last piece saved and returns
-    what an uninterrupted run returns, to the bit on a CPU (tests/test_recurrent_tier.py checks both against
-    `train_copy`). The long recurrent tier (scripts/recurrent.py) trains its curricula with it.
+    `checkpoint` (a file; the long recurrent tier, scripts/recurrent.py): train in pieces of `checkpoint_every`
+    windows (a multiple of `log_every`; default: one piece) and save the run whole after each piece. Called
+    again with the same arguments after the process was killed, it resumes from the last piece saved and
+    returns what an uninterrupted run returns, to the bit on a CPU (tests/test_recurrent_tier.py).
 
     Why pieces of `train_windows` rather than a hook inside its loop: that loop keeps nothing between log
     points but the trainer (model, synthesizer, optimizers, carried state), the stream (its generator and
@@ -317,7 +297,7 @@ def train_copy_resumable(method, window, steps, checkpoint=None, checkpoint_ever
         done, history, trainer, stream, curriculum = (saved[k] for k in ("done", "history", "trainer", "stream",
                                                                           "curriculum"))
         torch.set_rng_state(saved["rng"])
-    while done < steps:
+    while done < steps or history is None:
         piece = min(every, steps - done)
         part = train_windows(trainer, stream, piece, log_every, curriculum, progress=progress, probe=probe)
         history = part if history is None else _joined(history, part, done)

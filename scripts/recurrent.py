@@ -13,7 +13,7 @@ before repeat copy, seed by seed, every method, so that finished rows can be rea
 
 Two spawned workers of one thread each share the plan: under a file lock (results/recurrent_<size>.lock) a worker
 claims the first run that is neither finished nor claimed by a live worker (a dead worker's claim is dropped, so
-its run is claimed again). A run is trained by `rnn.train_copy_resumable`, which saves it whole `CHECKPOINTS` times
+its run is claimed again). A run is trained by `rnn.train_copy` with a checkpoint, which saves it whole `CHECKPOINTS` times
 (checkpoints/recurrent/<size>/, or $SG_CHECKPOINTS/recurrent/<size>/), so a killed run resumes from its last
 checkpoint and ends as an uninterrupted one would, to the bit on a CPU. A finished run is added to
 results/recurrent_<size>.json (rewritten atomically, under the lock) and never trained again: its curve at each log
@@ -105,8 +105,8 @@ def train_one(size, run, device):
         print(f"{task} {method} T={window} seed {seed}: resuming from {checkpoint}", flush=True)
     repeat = task == "repeat_copy"
     every = max(1, s["logs"] // CHECKPOINTS) * log_every
-    trainer, history = rnn.train_copy_resumable(
-        method, window, steps, checkpoint, every, hidden=s["hidden"], batch=s["batch"], lr=s["lr"], repeat=repeat,
+    trainer, history = rnn.train_copy(
+        method, window, steps, checkpoint=checkpoint, checkpoint_every=every, hidden=s["hidden"], batch=s["batch"], lr=s["lr"], repeat=repeat,
         max_repeats=s["max_repeats"] or MAX_REPEATS, threshold=s["threshold"], log_every=log_every, seed=seed,
         progress=False, device=device, measure=method != "tbptt")
     solved = history.meta["solved"]

@@ -1,4 +1,4 @@
-"""The long recurrent tier (scripts/recurrent.py, helpers.recurrent_tier, rnn.train_copy_resumable), at the smoke
+"""The long recurrent tier (scripts/recurrent.py, helpers.recurrent_tier, rnn.train_copy with a checkpoint), at the smoke
 size: two workers claim each run once, a killed run resumes to the bit, a finished run is never trained again, the
 report sets our seeds beside the paper's cells, and a missing results file names the command that makes it."""
 import json
@@ -55,12 +55,12 @@ def test_resumable_training_is_train_copy_to_the_bit(tmp_path, one_thread):
     checkpoint is resumed only by the run that wrote it."""
     options = dict(hidden=12, batch=4, log_every=4, seed=3, progress=False, device=CPU, measure=True, repeat=True)
     whole, expected = rnn.train_copy("dni_aux", 2, 40, **options)
-    pieces, history = rnn.train_copy_resumable("dni_aux", 2, 40, tmp_path / "run.pt", 8, **options)
+    pieces, history = rnn.train_copy("dni_aux", 2, 40, checkpoint=tmp_path / "run.pt", checkpoint_every=8, **options)
     strip = [h.as_dict() | {"seconds": None} for h in (expected, history)]
     assert strip[0] == strip[1] and "cos_future" in history.extra and len(history.iteration) == 10
     assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), pieces.model.state_dict().values()))
     with pytest.raises(ValueError, match="another run"):
-        rnn.train_copy_resumable("dni", 2, 40, tmp_path / "run.pt", 8, **options)
+        rnn.train_copy("dni", 2, 40, checkpoint=tmp_path / "run.pt", checkpoint_every=8, **options)
 
 
 def test_a_killed_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(folders, monkeypatch, one_thread):
@@ -128,7 +128,7 @@ def test_a_finished_run_is_not_trained_again(folders, monkeypatch, one_thread):
     before = recurrent.results_file("smoke").read_text()
     recurrent.results_file("smoke").with_name(".recurrent_smoke.claims.json").unlink()    # a later session: no claims
     assert recurrent.claim("smoke", queue) is None
-    monkeypatch.setattr(rnn, "train_copy_resumable", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(rnn, "train_copy", lambda *a, **k: pytest.fail("a finished run was trained again"))
     recurrent.worker("smoke", 1, queue)
     assert recurrent.results_file("smoke").read_text() == before
 
