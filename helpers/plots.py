@@ -476,6 +476,32 @@ def plot_future_cosine(histories, size=None, title=None):
     return fig
 
 
+def plot_update_alignment(histories, size=None, title=None):
+    """Notebook 08: the cosine between the LSTM's update in a window and full BPTT's from the same state
+    (history.extra["upd_step_cos"], momentum set aside; `rnn.update_alignment`) over training, every run; for
+    DNI also the same window's update with the synthetic gradient left out (["upd_step_cos_cut"], dotted)."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    seen = set()
+    for h in histories:
+        if "upd_step_cos" not in h.extra:
+            continue
+        characters = [s * h.meta["window"] for s in h.iteration]
+        color = recurrent_color(h.method)
+        ax.plot(characters, h.extra["upd_step_cos"], color=color, alpha=0.8,
+                label=_once(f"{RECURRENT_LABELS[h.method]}: its own update", seen))
+        if "upd_step_cos_cut" in h.extra:
+            ax.plot(characters, h.extra["upd_step_cos_cut"], ":", color=color, alpha=0.8,
+                    label=_once(f"{RECURRENT_LABELS[h.method]}'s update without M (same state)", seen))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("characters read")
+    ax.set_ylabel("cosine to full BPTT's update")
+    ax.set_title((title or "The LSTM's update in a window against full BPTT's") + _suffix(size), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_reach(norms, window, cosines, size=None):
     """Left: how strongly the loss k steps ahead depends on the state (true gradient norms, mean over
     anchors), with the part truncated BPTT can see (k < T) shaded. Right: cosine of the synthetic

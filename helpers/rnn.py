@@ -22,6 +22,7 @@ the window, to predict the synthetic gradient it will receive at the window's en
 loss trains the LSTM and the head, so it shapes the LSTM's state, but it is kept out of the synthesizer's
 target: M regresses onto the window's own gradient plus the injected future, as in plain DNI.
 """
+import copy
 import math
 import os
 import pathlib
@@ -195,7 +196,8 @@ def quiet():
     return os.environ.get("TQDM_DISABLE", "") not in ("", "0")
 
 
-def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=None, progress=True, probe=None):
+def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=None, progress=True, probe=None,
+                  align=False):
     """Train `trainer` on `stream` for `steps` windows of `trainer.window` steps: the one loop behind the
     copy tasks and the character model. Returns a `training.History`:
 
@@ -207,7 +209,9 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
     - extra["cos_future"] (DNI with a `probe` = (x, y, mask), a stretch several windows long, or a function
       of the current copy length that returns one): at each log, the mean whole-batch cosine between the
       synthesizer's prediction at the probe's window boundaries and the true discounted future gradient
-      there (`synthetic_gradient_cosine`; measured on a copy of nothing, never learned from).
+      there (`synthetic_gradient_cosine`; measured on a copy of nothing, never learned from);
+    - with `align` and a `probe` (any method), extra["upd_cos"], ["upd_step_cos"] (and, for DNI,
+      ["upd_step_cos_cut"]) at each log: `update_alignment` on the probe's stretch, on copies.
 
     A NaN or infinite loss raises `training.DivergenceError` naming the window step.
     """
@@ -241,10 +245,15 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
             if curriculum is not None:
                 history.extra.setdefault("level", []).append(curriculum.level)
                 bar.set_postfix(level=curriculum.level)
-            if probe is not None and trainer.synthesizer is not None:
+            if probe is not None:
                 stretch = probe(curriculum.level if curriculum else None) if callable(probe) else probe
-                cosines = synthetic_gradient_cosine(trainer, *stretch, boundaries=stretch[0].shape[1] // trainer.window - 2)
-                history.extra.setdefault("cos_future", []).append(sum(cosines) / len(cosines))
+                boundaries = stretch[0].shape[1] // trainer.window - 2
+                if trainer.synthesizer is not None:
+                    cosines = synthetic_gradient_cosine(trainer, *stretch, boundaries=boundaries)
+                    history.extra.setdefault("cos_future", []).append(sum(cosines) / len(cosines))
+                if align:
+                    for key, value in update_alignment(trainer, *stretch, boundaries=boundaries).items():
+                        history.extra.setdefault(key, []).append(value)
             errors_sum, scored = 0.0, 0.0
     if curriculum is not None:
         history.meta["solved"] = curriculum.solved
@@ -253,12 +262,13 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
 
 def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_LR, repeat=False, max_repeats=3,
                bits=8, threshold=0.15, log_every=100, seed=0, progress=True, device=None, length=None, measure=False,
-               checkpoint=None, checkpoint_every=None, **trainer_options):
+               align=False, checkpoint=None, checkpoint_every=None, **trainer_options):
     """An LSTM on the copy (or repeat-copy) stream for `steps` windows, on `device` (default:
     config.device()). With `length=None` the curriculum starts at length 1 and moves up; with a `length`
     every episode has that length and there is no curriculum. `measure=True` (DNI) records at each log the
     cosine of the synthetic gradient to the true discounted future gradient, on a fixed stretch of 64
-    sequences at the length being trained (`probe_stretch`). Returns (trainer, history); see
+    sequences at the length being trained (`probe_stretch`); `align=True` (any method) records there the update
+    alignment with full BPTT (`update_alignment`). Returns (trainer, history); see
     `train_windows` for the history.
 
     `checkpoint` (a file; the long recurrent tier, scripts/recurrent.py): train in pieces of `checkpoint_every`
@@ -277,14 +287,14 @@ def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_
         raise ValueError(f"checkpoint_every ({every}) must be a multiple of log_every ({log_every}), so that a piece "
                          "ends on a log point.")
     arguments = repr((method, window, steps, every, hidden, batch, lr, repeat, max_repeats, bits, threshold, log_every,
-                      seed, length, measure, sorted(trainer_options.items())))
+                      seed, length, measure, sorted(trainer_options.items())) + ((align,) if align else ()))
     torch.manual_seed(seed)
     stream = CopyStream(batch, bits, level=length or 1, repeat=repeat, max_repeats=max_repeats, seed=seed)
     model = RecurrentModel(stream.inputs, bits, hidden).to(device or config.device())
     trainer = WindowedTrainer(model, window, method, lr=lr, loss=bits_loss, **trainer_options)
     curriculum = None if length else Curriculum(threshold, outputs_per_length=(1 + max_repeats) / 2 if repeat else 1.0)
     probe = None
-    if measure:
+    if measure or align:
         def probe(level):
             return probe_stretch(level or length, window, bits, repeat, max_repeats)
     done, history = 0, None
@@ -299,7 +309,8 @@ def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_
         torch.set_rng_state(saved["rng"])
     while done < steps or history is None:
         piece = min(every, steps - done)
-        part = train_windows(trainer, stream, piece, log_every, curriculum, progress=progress, probe=probe)
+        part = train_windows(trainer, stream, piece, log_every, curriculum, progress=progress, probe=probe,
+                             align=align)
         history = part if history is None else _joined(history, part, done)
         done += piece
         if path is not None:
@@ -468,6 +479,76 @@ def gradient_reach(model, x, y, mask, loss=bits_loss, lags=20, anchors=10):
         with torch.no_grad():
             _, state, _ = model(x[:, t:t + 1], state)
     return [s / c if c else float("nan") for s, c in zip(sums, counts)]
+
+
+def update_alignment(trainer, x, y, mask, boundaries=10):
+    """Alignment where learning happens (notebook 08): for each of the first `boundaries` windows of the stretch
+    (x, y) after its first, the LSTM's parameter update the trainer would apply in that window, against the one
+    full BPTT would apply from the same parameters, the same carried state and the same optimizer state. Full
+    BPTT's update is the window's own loss plus the exact gradient of *all* later loss of the stretch injected
+    at the window's end (what an oracle M with scale 1 hands the window; notebook 08's oracle proof).
+
+    Returns the mean over windows of `upd_cos` (with the optimizer's momentum) and `upd_step_cos` (momentum set
+    aside in both: this window's own signal as Adam scales it; see helpers.probe.update_alignment for why both);
+    for a trainer with a synthesizer also `upd_step_cos_cut`: the same window's update with the synthetic gradient
+    left out (plain truncated BPTT from DNI's own state), so that the two differ only by what M adds. The
+    read-out gets the same gradient in every case (its weights in this window touch this window's loss only),
+    so only the LSTM's weights are compared. Everything runs on copies; the trainer is untouched. The DNI + Aux
+    head's loss is left out of every update."""
+    model, window, batch = trainer.model, trainer.window, x.shape[0]
+    device = model.readout.weight.device
+    x, y, mask = x.to(device), y.to(device), mask.to(device)
+    state, states, losses = model.initial_state(batch), [], []
+    for k in range(0, x.shape[1] - window + 1, window):
+        logits, state, _ = model(x[:, k:k + window], state)
+        states.append(state)
+        losses.append(trainer.loss(logits, y[:, k:k + window], mask[k:k + window])[0])
+    found = {}
+    for b in range(min(boundaries, len(states) - 2)):         # window b + 1 runs from states[b] to states[b + 1]
+        true, = torch.autograd.grad(sum(losses[b + 2:]), states[b + 1], retain_graph=True)
+        start, k = states[b].detach(), (b + 1) * window
+        part = (x[:, k:k + window], y[:, k:k + window], mask[k:k + window])
+        for momentum in (True, False):
+            oracle = _window_update(trainer, start, *part, lambda end: true, momentum)
+            own = _window_update(trainer, start, *part, _injected(trainer), momentum)
+            key = "upd_cos" if momentum else "upd_step_cos"
+            found.setdefault(key, []).append(_cosine(own, oracle))
+            if trainer.synthesizer is not None and not momentum:
+                cut = _window_update(trainer, start, *part, None, momentum)
+                found.setdefault("upd_step_cos_cut", []).append(_cosine(cut, oracle))
+    return {key: sum(values) / len(values) for key, values in found.items()}
+
+
+def _injected(trainer):
+    """The gradient the trainer itself hands a window's end state: its scaled, batch-divided synthetic gradient."""
+    if trainer.synthesizer is None:
+        return None
+    return lambda end: trainer.scale * trainer.synthesizer(end.detach()).detach() / end.shape[0]
+
+
+def _window_update(trainer, start, x, y, mask, injected, momentum):
+    """The LSTM's parameter change after one window from `start`, with `injected(end)` (or nothing) as the end
+    state's incoming gradient, taken by a copy of the trainer's model and optimizer."""
+    model, optimizer = copy.deepcopy((trainer.model, trainer.optimizer))
+    if not momentum:
+        for state in optimizer.state.values():
+            if torch.is_tensor(state.get("exp_avg")):
+                state["exp_avg"].zero_()
+    optimizer.zero_grad(set_to_none=True)
+    logits, end, _ = model(x, start)
+    total = trainer.loss(logits, y, mask)[0]
+    if injected is not None:
+        total = total + (end * injected(end)).sum()
+    total.backward()
+    before = torch.cat([p.detach().flatten().clone() for p in model.lstm.parameters()])
+    optimizer.step()
+    return torch.cat([p.detach().flatten() for p in model.lstm.parameters()]) - before
+
+
+def _cosine(a, b):
+    a, b = a.double(), b.double()
+    norms = (a.dot(a) * b.dot(b)).sqrt()
+    return float(a.dot(b) / norms) if norms > 0 else 0.0
 
 
 def synthetic_gradient_cosine(trainer, x, y, mask, boundaries=10, discount=None):

@@ -59,7 +59,8 @@ METHODS = {
 }
 DNI_DEPTHS = {"dni_linear": 0, "dni_1x1024": 1, "dni_paper": 2}     # the paper's search: 0-2 hidden layers
 QUICK = ["backprop", "nobackprop", "dni_paper", "dni_linear", "cdni", "synthetic_loss", "critic", "fa", "dfa",
-         "full_unlock"]
+         "full_unlock", "dgl", "dgl_buffer4", "dgl_buffer16",
+         "backprop_p0.5", "backprop_p0.2", "dni_p0.5", "dni_p0.2", "cdni_p0.5", "cdni_p0.2"]
 SYNTHESIZER = {"dni_paper": "2 hidden x 1024, BatchNorm", "dni_1x1024": "1 hidden x 1024, BatchNorm",
                "dni_linear": "linear", "cdni": "linear + label",
                "critic": "quadratic loss model + label", "synthetic_loss": "quadratic loss model + label",

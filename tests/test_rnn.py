@@ -220,3 +220,43 @@ def test_run_many_gives_the_same_runs_in_worker_processes_as_here():
     assert here[0][0].train_loss != here[1][0].train_loss, "another seed is another run"
     with pytest.raises(ValueError, match="copy"):
         rnn.run_many([("sound", {})], workers=1)
+
+
+class LookupOracle:
+    """The exact per-example gradient of all later loss for any boundary state it was told about; zero for
+    any other state (so that a trainer can take ordinary steps first)."""
+
+    def __init__(self, scale):
+        self.scale, self.known = scale, []
+
+    def __call__(self, state):
+        for expected, grad in self.known:
+            if expected.shape == state.shape and torch.allclose(state, expected):
+                return grad / self.scale
+        return torch.zeros_like(state)
+
+
+def test_update_alignment_is_one_for_an_exact_synthetic_gradient_and_leaves_the_trainer_untouched():
+    model, x, y, mask = problem()
+    oracle = LookupOracle(scale=0.1)
+    trainer = rnn.WindowedTrainer(model, 3, "dni", synthesizer=oracle, scale=0.1)
+    trainer.reset(BATCH)
+    for k in (0, 3):                                  # a few ordinary steps, so that Adam has a state to share
+        trainer.step(x[:, k:k + 3], y[:, k:k + 3], mask[k:k + 3])
+    _, boundaries = full_bptt(model, x, y, mask, 3)
+    oracle.known = boundaries
+    before = [p.detach().clone() for p in model.parameters()]
+    moments = [s["exp_avg"].clone() for s in trainer.optimizer.state.values()]
+    found = rnn.update_alignment(trainer, x, y, mask)
+    assert found["upd_cos"] == pytest.approx(1.0, abs=1e-9)
+    assert found["upd_step_cos"] == pytest.approx(1.0, abs=1e-9)
+    assert found["upd_step_cos_cut"] < 0.999           # without the future's gradient the update is another one
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert all(torch.equal(s["exp_avg"], m) for s, m in zip(trainer.optimizer.state.values(), moments))
+
+
+def test_update_alignment_of_truncated_bptt_misses_the_future():
+    model, x, y, mask = problem()
+    found = rnn.update_alignment(rnn.WindowedTrainer(model, 3, "tbptt"), x, y, mask)
+    assert set(found) == {"upd_cos", "upd_step_cos"}
+    assert -1.0 <= found["upd_step_cos"] < 0.999
