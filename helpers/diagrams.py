@@ -216,7 +216,7 @@ def recurrent(windows=3, window=3):
         _arrow(ax, (after[0] - 0.5, after[1] + 0.1), (m[0] + 0.5, m[1] + 0.1), "synthetic", rad=0.25,
                ends=(f"M{w + 1}", f"M{w}"), label=None)
         ax.text((m[0] + after[0]) / 2, m[1] + 1.15, "$\\times 0.1$", color=SYNTHETIC, fontsize=8, ha="center")
-    ax.text(0.36 * width, -0.1, "M's target: the gradient arriving at the next window's start (green), plus M's own "
+    ax.text(0.2, -1.75, "M's target: the gradient arriving at the next window's start (green), plus M's own "
             "prediction\nat the next cut pushed back through that window, discounted by 0.1 (blue). Dotted: the cut.",
             fontsize=7, color="#444444", ha="left", va="center")
     _legend(ax, ["forward", "unlocked", "true", "synthetic"])

@@ -153,7 +153,7 @@ def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None
         ylim = (max(0.0, min(lows) - 0.005), None)
     if ylim:
         ax.set_ylim(*ylim)
-    ax.set_xlabel("iteration (dotted line: where the quick size stops; triangles: the paper's Table 1, 500k)")
+    ax.set_xlabel("iteration\n(dotted: where the quick size stops; triangles: the paper's Table 1, 500k)", fontsize=9)
     ax.set_ylabel("test accuracy")
     ax.set_title((title or f"{layers}-layer MNIST FCN: the quick runs inside the long ones") + "  [run size: long + quick]",
                  fontsize=10)
