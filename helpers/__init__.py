@@ -27,7 +27,7 @@ use them:
     widgets        the gradient explorer (ipywidgets)                                   02, 03, 07, 10
     playground     the live DNI playground: spirals, every knob, live panels (widget)    03b
     results        results files, one JSON per notebook, written atomically             01-10
-    reference      the long size's committed runs beside the quick ones and Table 1     01-06, 10
+    reference      the long size's committed runs beside the quick ones and Table 1     01-06, 09, 10
     alignment      gradient, update and step cosines against accuracy over seeds       03-05
     recurrent_tier the long recurrent tier's runs beside the paper's table             08
     gpu_check      everything that touches a GPU, a few steps each (make gpu-check)      00, README

@@ -3,8 +3,8 @@
 The reference tier is the long size (r2rt's 25,000-iteration schedule, `config.SIZES["long"]`) over seeds 0-2,
 trained once by `make seeds SG_SIZE=long` (scripts/seeds.py) and committed in results/seeds_long.json with each
 run's learning curve (test accuracy every 1,000 iterations). The quick size's seeds (5,000 iterations) are in
-results/seeds_quick.json. Notebooks 01-03 and 10 read both here (04-06 and 09 will, once the tier holds their
-methods), so that every verdict between two methods is given at both sizes and beside the paper's own Table 1
+results/seeds_quick.json. Notebooks 01-06, 09 and 10 read both here, so that every verdict between two methods is
+given at both sizes and beside the paper's own Table 1
 (Jaderberg et al. 2016, arXiv v1; `PAPER_TABLE1`).
 
 A verdict between methods is called a difference only where the seeds separate them: every seed of one above
