@@ -125,8 +125,14 @@ def offline_browser(tmp_path_factory):
 
 
 def explorer_image(driver):
+    """The explorer's current image (its data URL), or None while there is none. The widget replaces its image
+    when it redraws, so an element found a moment ago can be gone when it is read: that also reads as None, and
+    the caller's wait looks again."""
     images = driver.find_elements(By.CSS_SELECTOR, ".widget-output img, .jupyter-widgets-output-area img")
-    return images[0].get_attribute("src") if images else None
+    try:
+        return images[0].get_attribute("src") if images else None
+    except StaleElementReferenceException:
+        return None
 
 
 NOTEBOOK_JS = ("const panel = Array.from(window.jupyterapp ? window.jupyterapp.shell.widgets('main') : [])"
@@ -156,23 +162,21 @@ def stderr_texts(driver):
 def test_gradient_explorer_in_a_real_browser(lab, browser):
     url, token = lab
     browser.get(f"{url}/lab/tree/02_dni.ipynb?token={token}")
-    wait = WebDriverWait(browser, 300, poll_frequency=1)
+    wait = WebDriverWait(browser, 300, poll_frequency=1, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(kernel_idle)
     browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     time.sleep(2)
     wait.until(all_cells_ran)
     tracebacks = wait.until(stderr_texts)
     assert not [t for t in tracebacks if "Traceback" in t or "Error" in t], tracebacks[0][:2000]
-    wait.until(lambda d: explorer_image(d) is not None)
-    before = explorer_image(browser)
+    before = wait.until(explorer_image)            # polls until the explorer shows an image, and returns it
     handle = browser.find_element(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .widget-hslider .noUi-handle")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", handle)
     handle.click()
     handle.send_keys(Keys.HOME)   # the first checkpoint
-    wait.until(lambda d: explorer_image(d) not in (None, before))
+    wait.until(lambda d: explorer_image(d) not in (None, before))   # a new image: the slider redrew it
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "browser_gradient_explorer.png"))
-    assert explorer_image(browser) != before
     labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".widget-label")]
     assert "iteration 20" in labels, labels   # the caption follows the slider to the first checkpoint
 

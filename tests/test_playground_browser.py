@@ -18,6 +18,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                 reason="Chromium or chromedriver missing: apt-get install chromium chromium-driver")
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -36,14 +37,23 @@ def playground(driver):
 
 
 def image(driver):
-    box = playground(driver)
-    images = box.find_elements(By.CSS_SELECTOR, "img") if box else []
-    return images[0].get_attribute("src") if images else None
+    """The panels' image (its data URL), or None while there is none. The widget replaces elements as it redraws,
+    live, so one found a moment ago can be gone when it is read: that reads as None too, and a wait looks again."""
+    try:
+        box = playground(driver)
+        images = box.find_elements(By.CSS_SELECTOR, "img") if box else []
+        return images[0].get_attribute("src") if images else None
+    except StaleElementReferenceException:
+        return None
 
 
 def label(driver, start):
-    box = playground(driver)
-    texts = [e.text for e in box.find_elements(By.CSS_SELECTOR, ".widget-label")] if box else []
+    """The text of the first label starting with `start`; "" while there is none (or it was just redrawn)."""
+    try:
+        box = playground(driver)
+        texts = [e.text for e in box.find_elements(By.CSS_SELECTOR, ".widget-label")] if box else []
+    except StaleElementReferenceException:
+        return ""
     return next((t for t in texts if t.startswith(start)), "")
 
 
@@ -65,7 +75,7 @@ def loss(text):
 def test_the_playground_trains_live_and_the_curves_part(lab, browser):
     url, token = lab
     browser.get(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
-    wait = WebDriverWait(browser, 300, poll_frequency=0.5)
+    wait = WebDriverWait(browser, 300, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(kernel_idle)
     browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     time.sleep(2)
