@@ -123,13 +123,19 @@ def update_alignment(learner, x, y):
     for key, momentum in (("upd", True), ("upd_step", False)):
         method, backprop = _updates(learner, x, y, momentum)
         for i, (m, b) in enumerate(zip(method, backprop)):
-            m, b = m.double(), b.double()
-            mm, bb = m.dot(m), b.dot(b)
-            moved = bool(mm > 0 and bb > 0)
-            metrics[f"{key}_cos/{i}"] = (m.dot(b) / (mm * bb).sqrt()).item() if moved else 0.0
+            metrics[f"{key}_cos/{i}"] = flat_cosine(m, b)
             if momentum:
+                mm, bb = m.double().dot(m.double()), b.double().dot(b.double())
                 metrics[f"upd_ratio/{i}"] = (mm / bb).sqrt().item() if bb > 0 else float("nan")
     return metrics
+
+
+def flat_cosine(a, b):
+    """Cosine between two flat update vectors, in float64; 0 where either did not move (nothing to compare).
+    Shared by `update_alignment` and the recurrent one (helpers.rnn.update_alignment)."""
+    a, b = a.double(), b.double()
+    aa, bb = a.dot(a), b.dot(b)
+    return (a.dot(b) / (aa * bb).sqrt()).item() if aa > 0 and bb > 0 else 0.0
 
 
 def _updates(learner, x, y, momentum=True):
@@ -149,13 +155,18 @@ def _updates(learner, x, y, momentum=True):
 
 
 def _forget_momentum(learner):
-    """Zero every optimizer's first moment (Adam's `exp_avg`, SGD's `momentum_buffer`) in a copied learner."""
+    """Zero every optimizer's first moment in a copied learner (a `Gate` is stepped through to its optimizer)."""
     for optimizer in learner.optimizers:
-        optimizer = getattr(optimizer, "optimizer", optimizer)
-        for state in optimizer.state.values():
-            for name in ("exp_avg", "momentum_buffer"):
-                if torch.is_tensor(state.get(name)):
-                    state[name].zero_()
+        forget_momentum(getattr(optimizer, "optimizer", optimizer))
+
+
+def forget_momentum(optimizer):
+    """Zero an optimizer's first moment (Adam's `exp_avg`, SGD's `momentum_buffer`), in place: for a copy, so that
+    its next step shows that step's own signal. Also used by helpers.rnn.update_alignment."""
+    for state in optimizer.state.values():
+        for name in ("exp_avg", "momentum_buffer"):
+            if torch.is_tensor(state.get(name)):
+                state[name].zero_()
 
 
 def update_metrics(learner, x, y, seed=0):

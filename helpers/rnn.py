@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import config
+from .probe import flat_cosine, forget_momentum
 from .synthesizers import zero_output_mlp
 from .tasks import CopyStream, TextStream
 from .training import Adam, DivergenceError, History
@@ -512,10 +513,10 @@ def update_alignment(trainer, x, y, mask, boundaries=10):
             oracle = _window_update(trainer, start, *part, lambda end: true, momentum)
             own = _window_update(trainer, start, *part, _injected(trainer), momentum)
             key = "upd_cos" if momentum else "upd_step_cos"
-            found.setdefault(key, []).append(_cosine(own, oracle))
+            found.setdefault(key, []).append(flat_cosine(own, oracle))
             if trainer.synthesizer is not None and not momentum:
                 cut = _window_update(trainer, start, *part, None, momentum)
-                found.setdefault("upd_step_cos_cut", []).append(_cosine(cut, oracle))
+                found.setdefault("upd_step_cos_cut", []).append(flat_cosine(cut, oracle))
     return {key: sum(values) / len(values) for key, values in found.items()}
 
 
@@ -531,9 +532,7 @@ def _window_update(trainer, start, x, y, mask, injected, momentum):
     state's incoming gradient, taken by a copy of the trainer's model and optimizer."""
     model, optimizer = copy.deepcopy((trainer.model, trainer.optimizer))
     if not momentum:
-        for state in optimizer.state.values():
-            if torch.is_tensor(state.get("exp_avg")):
-                state["exp_avg"].zero_()
+        forget_momentum(optimizer)
     optimizer.zero_grad(set_to_none=True)
     logits, end, _ = model(x, start)
     total = trainer.loss(logits, y, mask)[0]
@@ -543,12 +542,6 @@ def _window_update(trainer, start, x, y, mask, injected, momentum):
     before = torch.cat([p.detach().flatten().clone() for p in model.lstm.parameters()])
     optimizer.step()
     return torch.cat([p.detach().flatten() for p in model.lstm.parameters()]) - before
-
-
-def _cosine(a, b):
-    a, b = a.double(), b.double()
-    norms = (a.dot(a) * b.dot(b)).sqrt()
-    return float(a.dot(b) / norms) if norms > 0 else 0.0
 
 
 def synthetic_gradient_cosine(trainer, x, y, mask, boundaries=10, discount=None):

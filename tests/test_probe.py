@@ -30,3 +30,22 @@ def test_the_per_example_cosine_is_a_mean_over_examples_not_one_vector():
     metrics = probe.gradient_metrics([received], [g])
     assert abs(metrics["cos_example/0"]) < 1e-12
     assert metrics["cos_batch/0"] < -0.1
+
+
+def test_forget_momentum_zeroes_the_first_moment_only():
+    """The update alignment's 'step' cosines (probe and recurrent) rest on this: Adam's exp_avg and SGD's momentum
+    buffer go to zero, Adam's second moment stays (it is the optimizer's scale, not its history of directions)."""
+    import torch
+    from helpers import probe
+    weight = torch.nn.Parameter(torch.ones(3))
+    for optimizer, kept in ((torch.optim.Adam([weight], lr=0.1), "exp_avg_sq"),
+                            (torch.optim.SGD([weight], lr=0.1, momentum=0.9), None)):
+        (weight ** 2).sum().backward()
+        optimizer.step()
+        state = optimizer.state[weight]
+        probe.forget_momentum(optimizer)
+        first = state.get("exp_avg", state.get("momentum_buffer"))
+        assert torch.count_nonzero(first) == 0
+        if kept:
+            assert torch.count_nonzero(state[kept]) == 3
+        weight.grad = None
