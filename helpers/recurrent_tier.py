@@ -11,8 +11,10 @@ error and (DNI) the synthetic gradient's cosine to the true future gradient at t
 each log point; the longest length solved; seconds, threads and CPU.
 
 Here, for notebook 08 and the script's `--report`: `runs` loads the file, `PAPER` holds the paper's cells with
-`PAPER_SOURCE`, `table` lays ours beside them as the paper does (rows: window T; columns: method), and
-`plot_levels` draws the level over characters read, one panel per window.
+`PAPER_SOURCE`, `table` lays ours beside them as the paper does (rows: window T; columns: method),
+`plot_levels` draws the level over characters read, one panel per window, and `cosine_by_level` /
+`plot_cosine_by_level` give the synthetic gradient's cosine at each level it trained (not one average over a
+whole curriculum, which mixes the easy early levels with the one the run is stuck at).
 """
 import json
 import statistics
@@ -45,7 +47,7 @@ def settings(size, task):
     """What one run of `task` at `size` is trained with, as recorded in each run (a run counts as finished only
     for the settings it was trained with, so changing config.RECURRENT_TIER starts the tier afresh)."""
     s = config.recurrent_tier_size(size)
-    return dict(hidden=s["hidden"], batch=s["batch"], lr=config.RECURRENT_LR, threshold=THRESHOLD,
+    return dict(hidden=s["hidden"], batch=s["batch"], lr=s.get("lr", config.RECURRENT_LR), threshold=THRESHOLD,
                 logs=LOGS.get(size, 100),
                 characters=s["characters"] if task == "copy" else s["repeat_characters"],
                 max_repeats=MAX_REPEATS if task == "repeat_copy" else None)
@@ -72,6 +74,13 @@ def runs(size="long", directory=None):
                                 "the long size takes CPU hours, resumes where it stopped, and is committed).")
     found = json.loads(file.read_text())["runs"]
     return [r for r in found if r.get("settings") == json.loads(json.dumps(settings(size, r["dataset"])))]
+
+
+def superseded(size="long", directory=None):
+    """The runs in the file trained with other settings than today's (kept, never counted: notebook 08 reads the
+    tier's first runs at Adam 1e-3 as the evidence for its learning rate)."""
+    found = json.loads(path(size, directory).read_text())["runs"]
+    return [r for r in found if r.get("settings") != json.loads(json.dumps(settings(size, r["dataset"])))]
 
 
 def solved(found, task, method, window):
@@ -114,6 +123,52 @@ def histories(found, task):
     return [History(**r["history"]) for r in found if r["dataset"] == task]
 
 
+def cosine_by_level(run):
+    """{level: mean cosine} of one run with a synthesizer: the synthetic gradient's cosine to the true discounted
+    future gradient, averaged over the log points at which the curriculum was training that level (the probe
+    measures at the length being trained). Empty for truncated BPTT, which has no synthesizer."""
+    extra = run["history"]["extra"]
+    by_level = {}
+    for level, cosine in zip(extra["level"], extra.get("cos_future", [])):
+        if cosine == cosine:                                   # a NaN: nothing measured at that log point
+            by_level.setdefault(level, []).append(cosine)
+    return {level: sum(values) / len(values) for level, values in sorted(by_level.items())}
+
+
+def plot_cosine_by_level(found, task="copy", size="long"):
+    """One panel per window T: for each run with a synthesizer, the mean cosine at each curriculum level it
+    trained (dots joined by a line, seeds of a method in its colour). The shaded band is the levels N >= T,
+    where an input and its answer never share a window, so only the synthetic gradient can carry the
+    dependency; the last dot of each line is the level the run was still training when it ended."""
+    runs_of_task = [r for r in found if r["dataset"] == task and r["history"]["extra"].get("cos_future")]
+    shown = sorted({r["window"] for r in runs_of_task})
+    if not shown:
+        raise ValueError(f"no {task} runs with a synthesizer to draw: the tier has none finished yet.")
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(6.4, 4.2 * len(shown)), 3.4), sharey=True, squeeze=False)
+    for ax, window in zip(axes[0], shown):
+        seen = set()
+        top = 1
+        for r in (r for r in runs_of_task if r["window"] == window):
+            levels = cosine_by_level(r)
+            top = max(top, *levels)
+            offset = 0.04 * (r["seed"] - 1)
+            label = RECURRENT_LABELS[r["method"]] if r["method"] not in seen else None
+            seen.add(r["method"])
+            ax.plot([level + offset for level in levels], list(levels.values()), "o-", alpha=0.8,
+                    color=recurrent_color(r["method"]), label=label)
+        ax.axvspan(window - 0.5, max(top, window) + 0.5, color="0.85", zorder=0,
+                   label=f"N >= T = {window}: across the cut only")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_title(f"T = {window}", fontsize=9)
+        ax.set_xlabel("curriculum level N (copy length trained)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("cosine to the true future gradient")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{task.replace('_', '-')}: the synthetic gradient's cosine at each level  [run size: {size}]")
+    fig.tight_layout()
+    return fig
+
+
 def plot_levels(found, task="copy", size="long"):
     """One panel per window T: the curriculum level (the length being trained; solved = level - 1) over the
     characters read, one line per run (seeds of a method share its colour); each panel's title gives the
@@ -122,7 +177,7 @@ def plot_levels(found, task="copy", size="long"):
     shown = sorted({r["window"] for r in runs_of_task})
     if not shown:
         raise ValueError(f"no {task} runs to draw: the tier has none finished yet.")
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(6.4, 4.2 * len(shown)), 3.4), sharey=True, squeeze=False)
     for ax, window in zip(axes[0], shown):
         seen = set()
         for r in (r for r in runs_of_task if r["window"] == window):

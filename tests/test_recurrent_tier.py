@@ -190,3 +190,32 @@ def test_notebook_08_reads_the_runs_and_draws_the_level_per_window(two_workers):
     assert len(fig.axes[0].lines) == 6 and "smoke" in fig._suptitle.get_text()
     with pytest.raises(ValueError, match="no repeat_copy runs"):
         recurrent_tier.plot_levels(found, "repeat_copy", "smoke")
+
+
+def test_the_cosine_is_averaged_per_level_trained_and_skips_points_with_nothing_measured():
+    nan = float("nan")
+    run = {"history": {"extra": {"level": [1, 1, 2, 2, 2, 3], "cos_future": [0.2, 0.4, nan, 0.1, -0.1, 0.05]}}}
+    by_level = recurrent_tier.cosine_by_level(run)
+    assert list(by_level) == [1, 2, 3]
+    assert by_level[1] == pytest.approx(0.3) and by_level[2] == pytest.approx(0.0) and by_level[3] == 0.05
+    assert recurrent_tier.cosine_by_level({"history": {"extra": {"level": [1, 2]}}}) == {}, "truncated BPTT: none"
+
+
+def test_notebook_08_draws_the_cosine_per_level_for_the_runs_with_a_synthesizer(two_workers):
+    *_, folder = two_workers
+    found = recurrent_tier.runs("smoke", folder)
+    fig = recurrent_tier.plot_cosine_by_level(found, "copy", "smoke")
+    lines = [line for line in fig.axes[0].lines if line.get_marker() == "o"]
+    assert len(lines) == 4, "DNI and DNI + Aux, seeds 0 and 1; truncated BPTT has no synthesizer"
+    assert "smoke" in fig._suptitle.get_text() and fig.axes[0].get_title() == "T = 2"
+
+
+def test_runs_with_other_settings_are_kept_but_not_counted(folders):
+    today = recurrent_tier.settings("smoke", "copy")
+    record = {"dataset": "copy", "method": "dni", "window": 2, "seed": 0, "solved": 1, "settings": today, "layers": 1,
+              "iterations": 10, "test_accuracy": 0.5}
+    older = dict(record, solved=3, settings=dict(today, lr=today["lr"] * 10))
+    results.save_results("recurrent_smoke", "smoke", [older, record], 1.0, "cpu")
+    assert [r["solved"] for r in recurrent_tier.runs("smoke", results.RESULTS_DIR)] == [1]
+    assert [r["solved"] for r in recurrent_tier.superseded("smoke", results.RESULTS_DIR)] == [3]
+    assert recurrent.finished("smoke") == {("copy", "dni", 2, 0)}
