@@ -83,6 +83,18 @@ CNN_SIZES = {
                   channels=16, synthesizer_filters=16),
     "paper": dict(schedule=SIZES["paper"], channels=128, synthesizer_filters=128),
 }
+# The CNN rows of the reference tier (issue 26; scripts/seeds.py, the paper's Table 1 MNIST CNN at 3 and 4 layers:
+# backprop, no backprop, DNI, cDNI over seeds 0-2): notebook 07's CNN and synthesizers (DNI: two hidden conv layers,
+# cDNI: none, as 07 builds them) at 16 filters, for 5,000 iterations (8x notebook 07's quick size). Measured steps,
+# one thread on this 2-core CPU, batch 128, 3 / 4 layers: backprop 32 / 35 ms, no backprop 19 / 20, DNI 92 / 92,
+# cDNI 52 / 69 (32 filters: 2.3-2.6x as long), so the 24 runs take ~2 core-hours. The paper's 128 filters and 500k
+# iterations are a GPU's work.
+CNN_TIER = {
+    "long": dict(schedule=RunSize("long-cnn", iterations=5_000, lr=1e-3, batch_size=128, eval_every=500),
+                 channels=16, synthesizer_filters=16),
+    "smoke": dict(schedule=RunSize("smoke-cnn", iterations=20, lr=1e-3, batch_size=64, eval_every=10),
+                  channels=8, synthesizer_filters=8),
+}
 
 # Notebook 08. Every copy run reads the same number of characters (time steps) whatever its window T, so
 # that windows compare at equal data; each grid runs every method over `seeds`. `fixed`: the experiment at

@@ -34,8 +34,9 @@ DNI_LABELS = ("dni_paper", "dni_1x1024", "dni_linear")     # DNI with 2, 1 and 0
 
 def runs(size="long", split="test"):
     """Every committed run of the seeds experiment at `size` ("quick" or "long"); split "validation": the
-    long size's DNI synthesizer-depth search (scored on held-out training images, never the test set)."""
-    stem = "seeds" if split == "test" else "dni_search"
+    long size's DNI synthesizer-depth search (scored on held-out training images, never the test set); split
+    "cnn": the long size's CNN rows of Table 1 (results/cnn_long.json, config.CNN_TIER's schedule)."""
+    stem = {"test": "seeds", "validation": "dni_search", "cnn": "cnn"}[split]
     path = COMMITTED / f"{stem}_{size}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: `make seeds SG_SIZE={size}` makes it (the long size takes "
@@ -49,9 +50,11 @@ def seeds_of(label, layers=3, size="long", split="test"):
                   key=lambda r: r["seed"])
 
 
-def accuracies(label, layers=3, size="long"):
+def accuracies(label, layers=3, size="long", split="test"):
     """Final test accuracies (fractions) of `label` at `layers`, seed 0 first; [] where none is committed."""
-    return [r["test_accuracy"] for r in seeds_of(label, layers, size)]
+    if split == "cnn" and not (COMMITTED / f"cnn_{size}.json").exists():
+        return []                                   # the CNN rows come last in the tier's queue
+    return [r["test_accuracy"] for r in seeds_of(label, layers, size, split)]
 
 
 def chosen_dni(layers):
@@ -178,15 +181,18 @@ def mark(values, paper_error):
     return "better" if max(errors) < paper_error else "worse" if min(errors) > paper_error else "within our spread"
 
 
-def table1(net="fcn", depths=(3, 4, 5, 6)):
+def table1(net="fcn", depths=None):
     """Our long-size test errors beside the paper's Table 1, one printed line per depth and method; returns
-    {(layers, method): (paper error, [our errors by seed], our label)}."""
+    {(layers, method): (paper error, [our errors by seed], our label)}. net "fcn" (3-6 layers) or "cnn" (3 and 4
+    layers: notebook 07's CNN at config.CNN_TIER's filters and schedule, far smaller than the paper's)."""
     cells = {}
-    for layers in depths:
-        dni_label, why = dni_for_table(layers)
+    for layers in depths or ((3, 4) if net == "cnn" else (3, 4, 5, 6)):
+        dni_label = dni_for_table(layers)[0] if net == "fcn" else None
         for method, label in (("nobackprop", "nobackprop"), ("backprop", "backprop"), ("dni", dni_label),
                               ("cdni", "cdni")):
-            values = accuracies(label, layers, "long")
+            if net == "cnn":
+                label = f"cnn_{method}"
+            values = accuracies(label, layers, "long", "cnn" if net == "cnn" else "test")
             paper = PAPER_TABLE1[net, layers][method]
             cells[layers, method] = (paper, [100 * (1 - v) for v in values], label)
             ours = (f"{100 * (1 - statistics.fmean(values)):.2f} (seeds {' '.join(f'{100 * (1 - v):.2f}' for v in values)}): "

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 sys.path.insert(0, str(ROOT))
 
-from helpers import reference  # noqa: E402
+from helpers import config, reference  # noqa: E402
 
 # (method, layers) -> [(accuracy, source)]; MNIST FCN unless the notebook says otherwise.
 R2RT = "S. Pitis (r2rt.com), 25k iterations, Adam 3e-5"
@@ -250,9 +250,11 @@ def table1(directory=RESULTS):
         return ""
     runs = json.loads(path.read_text())["runs"]
     search = json.loads(search_path.read_text())["runs"] if search_path.exists() else []
+    cnn_path = directory / "cnn_long.json"
+    cnn_runs = json.loads(cnn_path.read_text())["runs"] if cnn_path.exists() else []
 
-    def values(label, layers):
-        return [r["test_accuracy"] for r in sorted(runs, key=lambda r: r["seed"])
+    def values(label, layers, found=runs):
+        return [r["test_accuracy"] for r in sorted(found, key=lambda r: r["seed"])
                 if r["label"] == label and r.get("layers", 3) == layers]
 
     def dni_label(layers):
@@ -268,7 +270,8 @@ def table1(directory=RESULTS):
     notes = []
     for (net, layers), paper in reference.PAPER_TABLE1.items():
         if net == "cnn":
-            cells = ["not run (below)"] * 4
+            cells = [_cell(values(f"cnn_{m}", layers, cnn_runs), paper[m]) if values(f"cnn_{m}", layers, cnn_runs)
+                     else "not yet (below)" for m in ("nobackprop", "backprop", "dni", "cdni")]
         else:
             label, why = dni_label(layers)
             notes.append(f"- DNI at {layers} layers: {label}, {why}.")
@@ -285,8 +288,18 @@ def table1(directory=RESULTS):
         "only where every seed is on that side of the paper's single number, else *within our spread*. The paper "
         "trains 20 times longer at a smaller learning rate, so read the pattern across depths, not the decimals.", "",
         *rows, "", *notes,
-        "- CNN rows: the paper's 3- and 4-layer MNIST CNN at a schedule past the quick size's 600 steps is not in the "
-        "reference tier yet; notebook 07 trains the quick CNN (one seed).", ""])
+        _cnn_note(cnn_runs), ""])
+
+
+def _cnn_note(cnn_runs):
+    """What the CNN rows are (notebook 07's CNN at config.CNN_TIER's size, far below the paper's), or that they wait."""
+    tier = config.CNN_TIER["long"]
+    what = (f"notebook 07's CNN at {tier['channels']} filters (the paper: 128), {tier['schedule'].describe()} "
+            "(the paper: 500k iterations), seeds 0-2")
+    if not cnn_runs:
+        return (f"- CNN rows: queued last in the reference tier ({what}; about 2 core-hours on one thread), not "
+                "trained yet; notebook 07 trains the quick CNN (one seed).")
+    return f"- CNN rows: {what}; {len(cnn_runs)} of 24 runs finished. Read them as a trend, not against the paper's decimals."
 
 
 def render(directory=RESULTS):

@@ -9,13 +9,15 @@ noise, and the reference tier that notebooks load instead of training (the long 
 The long size's queue (`PLAN`, in order): the paper's Table 1 block (backprop, no backprop, cDNI at 3-6 layers),
 every other FCN method a notebook compares at 3 layers, DNI's synthesizer depth searched over 0, 1 and 2 hidden
 layers on a validation split (the last 10,000 training images held out, never the test set; seed 0), then DNI at
-3-6 layers with the depth that search chose. A worker claims the first run nobody has finished or is running,
+3-6 layers with the depth that search chose, then the paper's MNIST CNN rows (3 and 4 layers: backprop, no backprop,
+DNI, cDNI) on their own schedule (`config.CNN_TIER`: notebook 07's CNN at 16 filters, 5,000 iterations). A worker claims the first run nobody has finished or is running,
 so `--workers 2` (two processes) share the queue; a run killed half-way resumes from its last checkpoint
 (every 5,000 iterations, in checkpoints/reference/), and a finished run is never trained again.
 
 Every run is the MNIST FCN built through `learners.make`, trained with the seed for both its initial weights and
-its batch order. Results go to results/seeds_<size>.json (every run's accuracy, curve, seconds and threads) and,
-for the validation search, results/dni_search_<size>.json; both are rewritten atomically after each run.
+its batch order (the CNN rows: notebook 07's CNN through the same call). Results go to results/seeds_<size>.json
+(every run's accuracy, curve, seconds and threads), for the validation search results/dni_search_<size>.json and for
+the CNN rows results/cnn_<size>.json; each is rewritten atomically after each run.
 `scripts/results_table.py` renders them into results/README.md; `helpers.results.reference` reads them for the
 notebooks.
 """
@@ -57,6 +59,11 @@ METHODS = {
     **{f"{m}_p{p}": (f"stochastic_{m}", {"p": p, "seed": "seed"})                       # notebook 09
        for m in ("backprop", "dni", "cdni") for p in (0.5, 0.2)},
 }
+# The CNN rows of Table 1 (split "cnn"): notebook 07's synthesizers (DNI two hidden conv layers, cDNI none), their
+# filters set by config.CNN_TIER in train_one.
+CNN_LABELS = {"cnn_backprop": ("backprop", {}), "cnn_nobackprop": ("nobackprop", {}),
+              "cnn_dni": ("dni", {"hidden_layers": 2}), "cnn_cdni": ("cdni", {"hidden_layers": 0})}
+METHODS.update(CNN_LABELS)
 DNI_DEPTHS = {"dni_linear": 0, "dni_1x1024": 1, "dni_paper": 2}     # the paper's search: 0-2 hidden layers
 QUICK = ["backprop", "nobackprop", "dni_paper", "dni_linear", "cdni", "synthetic_loss", "critic", "fa", "dfa",
          "full_unlock", "dgl", "dgl_buffer4", "dgl_buffer16",
@@ -66,7 +73,8 @@ SYNTHESIZER = {"dni_paper": "2 hidden x 1024, BatchNorm", "dni_1x1024": "1 hidde
                "critic": "quadratic loss model + label", "synthetic_loss": "quadratic loss model + label",
                "full_unlock": "linear + label; input synthesizers 1 hidden x 256",
                "dni_p0.5": "linear", "dni_p0.2": "linear", "cdni_p0.5": "linear + label", "cdni_p0.2": "linear + label",
-               "dgl": "linear head", "dgl_buffer4": "linear head, buffer 4", "dgl_buffer16": "linear head, buffer 16"}
+               "dgl": "linear head", "dgl_buffer4": "linear head, buffer 4", "dgl_buffer16": "linear head, buffer 16",
+               "cnn_dni": "2 hidden 5x5 conv layers, BatchNorm", "cnn_cdni": "5x5 conv + label"}
 SEEDS = [0, 1, 2]
 VALIDATION = 10_000          # training images held out for the synthesizer-depth search
 CHECKPOINT_EVERY = 5_000
@@ -74,7 +82,9 @@ CHECKPOINT_EVERY = 5_000
 
 def _plan():
     """The long size's queue, cheapest and most used first: (label, layers, split, seed) or, for the DNI rows,
-    ("dni_chosen", layers, "test", seed), resolved once the validation search at that depth is complete."""
+    ("dni_chosen", layers, "test", seed), resolved once the validation search at that depth is complete. The split
+    names the data and the file: "test" (the FCN runs, scored on the test set), "validation" (the DNI search, scored
+    on held-out training images), "cnn" (the CNN rows, on the test set, on config.CNN_TIER's schedule)."""
     plan = [(label, layers, "test", seed) for layers in (4, 5, 6) for label in ("backprop", "nobackprop", "cdni")
             for seed in SEEDS]
     plan += [(label, 3, "test", seed) for label in ("backprop", "nobackprop", "cdni", "dni_paper") for seed in SEEDS]
@@ -88,6 +98,7 @@ def _plan():
     plan += [(label, layers, "validation", 0) for label in ("dni_linear", "dni_1x1024", "dni_paper")
              for layers in (3, 4, 5, 6)]
     plan += [("dni_chosen", layers, "test", seed) for layers in (3, 4, 5, 6) for seed in SEEDS]
+    plan += [(label, layers, "cnn", seed) for layers in (3, 4) for label in CNN_LABELS for seed in SEEDS]
     return plan
 
 
@@ -123,7 +134,18 @@ def validation_split(dataset, n=VALIDATION):
 
 def _paths(size):
     return {"test": results.results_path(f"seeds_{size.name}", size.name),
-            "validation": results.results_path(f"dni_search_{size.name}", size.name)}
+            "validation": results.results_path(f"dni_search_{size.name}", size.name),
+            "cnn": results.results_path(f"cnn_{size.name}", size.name)}
+
+
+def _run_size(size, split):
+    """The schedule a run of `split` trains on: the CNN rows their own (config.CNN_TIER), every other run the size's."""
+    return config.CNN_TIER[size.name]["schedule"] if split == "cnn" else size
+
+
+def _schedule(size, split):
+    """`_run_size` as stored in each run's record (a run counts as finished only on the schedule it was trained on)."""
+    return json.loads(json.dumps(_run_size(size, split).as_dict()))
 
 
 def _finished(path, schedule):
@@ -151,13 +173,13 @@ def _alive(pid):
     return True
 
 
-def _claim(size, schedule):
+def _claim(size):
     """Under the lock, the first run of the plan that is neither finished nor being trained by a live worker;
     None when nothing is left that can start now."""
     paths = _paths(size)
     claims_path = paths["test"].with_name(f".seeds_{size.name}.claims.json")
     with locked(paths["test"]):
-        done = {split: _finished(path, schedule) for split, path in paths.items()}
+        done = {split: _finished(path, _schedule(size, split)) for split, path in paths.items()}
         claims = json.loads(claims_path.read_text()) if claims_path.exists() else {}
         claims = {k: pid for k, pid in claims.items() if _alive(pid)}
         for label, layers, split, seed in PLAN[size.name]:
@@ -192,20 +214,31 @@ def train_one(label, layers, split, seed, size, device, mnist, checkpoint=None):
     method, options = METHODS[label]
     options = {k: (seed if v == "seed" else v) for k, v in options.items()}
     dataset = validation_split(mnist) if split == "validation" else mnist
+    run_size = _run_size(size, split)
     config.seed_everything(seed)
-    learner = learners.make(method, models.fcn(layers).to(device), size.lr, **options)
+    net = {}
+    if split == "cnn":                                         # notebook 07's CNN, at config.CNN_TIER's filters
+        cnn = config.CNN_TIER[size.name]
+        net = {"net": "cnn", "channels": cnn["channels"]}
+        model = models.cnn(layers, channels=cnn["channels"], in_channels=dataset.input_shape[0],
+                           image_size=dataset.input_shape[1])
+        if method in ("dni", "cdni"):
+            options["hidden"] = cnn["synthesizer_filters"]
+    else:
+        model = models.fcn(layers)
+    learner = learners.make(method, model.to(device), run_size.lr, **options)
     desc = f"{label}, {layers} layers, seed {seed}" + (" (validation)" if split == "validation" else "")
     if checkpoint is None:
-        history = training.train(learner, dataset, size, seed=seed, desc=desc, reuse=True)
+        history = training.train(learner, dataset, run_size, seed=seed, desc=desc, reuse=True)
     else:                       # a long run that survives the session: checkpoints, not the finished-run store
-        saving = dataclasses.replace(size, checkpoint_every=CHECKPOINT_EVERY)
+        saving = dataclasses.replace(run_size, checkpoint_every=CHECKPOINT_EVERY)
         history = training.train(learner, dataset, saving, seed=seed, desc=desc, checkpoint=checkpoint / split)
-    run = results.run_record(history, label=label, seed=seed, schedule=size.as_dict(), split=split,
-                             synthesizer=SYNTHESIZER.get(label, ""), seconds=history.seconds[-1],
+    run = results.run_record(history, label=label, seed=seed, schedule=run_size.as_dict(), split=split,
+                             synthesizer=SYNTHESIZER.get(label, ""), seconds=history.seconds[-1], **net,
                              threads=torch.get_num_threads(), cpu=cpu_name() if device.type == "cpu" else str(device))
     path = _paths(size)[split]
     name = path.stem
-    schedule = json.loads(json.dumps(size.as_dict()))
+    schedule = _schedule(size, split)
     with locked(_paths(size)["test"]):          # another process may be adding its own runs to the same file
         record = results.load_results(path) if path.exists() else {"runs": []}
         runs = [r for r in record["runs"] if r.get("schedule") == schedule
@@ -222,10 +255,9 @@ def worker(size_name, index):
     size = config.run_size(size_name)
     device = config.device()
     mnist = data.load_mnist(device)
-    schedule = json.loads(json.dumps(size.as_dict()))
     folder = ROOT / "checkpoints" / "reference"
     while True:
-        item = _claim(size, schedule)
+        item = _claim(size)
         if item is None:
             print(f"worker {index}: nothing left to start", flush=True)
             return
@@ -248,6 +280,12 @@ def report(size):
                           if (label, layers, 0) in search)
         print(f"DNI synthesizer search, {layers} layers (validation accuracy): {found}; "
               f"chosen: {chosen_dni(search, layers) or 'not yet'}")
+    if size.name in config.CNN_TIER:
+        cnn = _finished(paths["cnn"], _schedule(size, "cnn"))
+        print(f"CNN rows ({_run_size(size, 'cnn').describe()}, {config.CNN_TIER[size.name]['channels']} filters): "
+              + ("; ".join(f"{label} {layers} layers {summary([r['test_accuracy'] for k, r in cnn.items() if k[:2] == (label, layers)])['mean']:.2%}"
+                           for label, layers in sorted({k[:2] for k in cnn}, key=lambda k: (k[1], k[0])))
+                 or "none finished yet"))
 
 
 def main():

@@ -10,7 +10,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from helpers import config, data, reference, results  # noqa: E402
+from helpers import config, data, models, reference, results  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import results_table  # noqa: E402
@@ -111,9 +111,56 @@ def test_the_queue_skips_finished_and_claimed_runs_and_waits_for_the_search(tmp_
     monkeypatch.setitem(seeds.PLAN, "long", [("backprop", 3, "test", 0), ("cdni", 3, "test", 0),
                                              ("dni_chosen", 3, "test", 0), ("dni_linear", 3, "validation", 0)])
     write(tmp_path, "seeds_long", [run("backprop", 3, 0, 0.98)])
-    assert seeds._claim(size, LONG) == ("cdni", 3, "test", 0)        # backprop is finished
-    assert seeds._claim(size, LONG) == ("dni_linear", 3, "validation", 0), "cdni is claimed by this live process"
-    assert seeds._claim(size, LONG) is None, "DNI waits for a complete search"
+    assert seeds._claim(size) == ("cdni", 3, "test", 0)        # backprop is finished
+    assert seeds._claim(size) == ("dni_linear", 3, "validation", 0), "cdni is claimed by this live process"
+    assert seeds._claim(size) is None, "DNI waits for a complete search"
     write(tmp_path, "dni_search_long", [run("dni_linear", 3, 0, 0.95, "dni"), run("dni_1x1024", 3, 0, 0.96, "dni"),
                                         run("dni_paper", 3, 0, 0.97, "dni")])
-    assert seeds._claim(size, LONG) == ("dni_paper", 3, "test", 0)
+    assert seeds._claim(size) == ("dni_paper", 3, "test", 0)
+
+
+def test_the_cnn_rows_close_the_queue_on_their_own_schedule():
+    cnn = [item for item in seeds.PLAN["long"] if item[2] == "cnn"]
+    assert seeds.PLAN["long"][-len(cnn):] == cnn and len(cnn) == 24, "last: 4 methods x 2 depths x 3 seeds"
+    assert {(label, layers) for label, layers, _, _ in cnn} == {(f"cnn_{m}", n) for m in
+                                                              ("backprop", "nobackprop", "dni", "cdni") for n in (3, 4)}
+    size = config.run_size("long")
+    assert seeds._schedule(size, "cnn")["name"] == "long-cnn" and seeds._schedule(size, "test") == LONG
+
+
+def test_a_cnn_row_is_trained_into_its_own_file_and_leaves_the_fcn_runs_alone(tmp_path, monkeypatch, mnist_small):
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    size = config.run_size("smoke")
+    smoke = json.loads(json.dumps(size.as_dict()))
+    fcn = dict(run("backprop", 3, 0, 0.9), schedule=smoke)
+    paths = seeds._paths(size)
+    results.write_json(paths["test"], {"notebook": "seeds_smoke", "size": "smoke", "runs": [fcn]})
+    built, cnn = [], models.cnn
+    monkeypatch.setattr(seeds.models, "cnn", lambda *a, **k: built.append(k["channels"]) or cnn(*a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        record = seeds.train_one("cnn_cdni", 3, "cnn", 0, size, torch.device("cpu"), mnist_small)
+    finally:
+        torch.set_num_threads(threads)
+    assert built == [config.CNN_TIER["smoke"]["channels"]], "notebook 07's CNN, at the tier's filters"
+    assert record["net"] == "cnn" and record["channels"] == config.CNN_TIER["smoke"]["channels"]
+    assert record["schedule"]["name"] == "smoke-cnn" and record["history"]["iteration"][-1] == 20
+    saved = results.load_results(paths["cnn"])["runs"]
+    assert [(r["label"], r["layers"], r["seed"]) for r in saved] == [("cnn_cdni", 3, 0)]
+    assert results.load_results(paths["test"])["runs"] == [fcn], "the FCN file is untouched"
+    assert seeds._finished(paths["cnn"], seeds._schedule(size, "cnn")).keys() == {("cnn_cdni", 3, 0)}
+    assert seeds._finished(paths["cnn"], smoke) == {}, "a CNN run never counts on the FCN schedule"
+
+
+def test_the_cnn_rows_of_table1_read_their_own_file_once_it_exists(tier, capsys):
+    out = results_table.table1(tier)
+    assert "| CNN | 3 | 0.9 | not yet (below) |" in out and "queued last in the reference tier" in out
+    assert all(not ours for _, ours, _ in reference.table1("cnn").values()), "nothing before the file exists"
+    write(tier, "cnn_long", [run("cnn_backprop", 3, s, a, "backprop") for s, a in enumerate([0.990, 0.991, 0.993])])
+    row = next(line for line in results_table.table1(tier).splitlines() if line.startswith("| CNN | 3 |"))
+    assert "| 0.8 | 0.87 (0.70-1.00), n=3: within our spread |" in row and "| 0.9 | not yet (below) |" in row
+    cells = reference.table1("cnn")
+    assert set(cells) == {(n, m) for n in (3, 4) for m in ("nobackprop", "backprop", "dni", "cdni")}
+    assert cells[3, "backprop"][0] == 0.8 and [round(e, 2) for e in cells[3, "backprop"][1]] == [1.0, 0.9, 0.7]
+    assert cells[4, "backprop"][1] == [] and "not yet in the reference tier" in capsys.readouterr().out
