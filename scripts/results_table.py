@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
 sys.path.insert(0, str(ROOT))
 
-from helpers import config, reference  # noqa: E402
+from helpers import config, recurrent_tier, reference  # noqa: E402
 
 # (method, layers) -> [(accuracy, source)]; MNIST FCN unless the notebook says otherwise.
 R2RT = "S. Pitis (r2rt.com), 25k iterations, Adam 3e-5"
@@ -302,6 +302,25 @@ def _cnn_note(cnn_runs):
     return f"- CNN rows: {what}; {len(cnn_runs)} of 24 runs finished. Read them as a trend, not against the paper's decimals."
 
 
+def recurrent_tier_section(directory=RESULTS):
+    """The long recurrent tier (results/recurrent_long.json, notebook 08) laid out as the paper's recurrent table,
+    every seed beside the paper's cell; empty until the file exists."""
+    if not (directory / "recurrent_long.json").exists():
+        return ""
+    found = recurrent_tier.runs("long", directory)
+    s = config.recurrent_tier_size("long")
+    hours = sum(r["seconds"] for r in found) / 3600
+    return "\n".join([
+        "## The recurrent tier beside the paper's recurrent table", "",
+        f"`make recurrent SG_SIZE=long`: an LSTM of {s['hidden']} units, batches of {s['batch']}, Adam "
+        f"{s.get('lr', config.RECURRENT_LR):g}, {s['characters']:,} characters per curriculum (copy) and "
+        f"{s['repeat_characters']:,} (repeat copy), seeds {', '.join(map(str, s['seeds']))}; {len(found)} runs "
+        f"finished ({hours:.1f} core-hours of wall time, one thread each). Each cell: the longest length solved by "
+        "each seed, then the paper's single run. A length N >= T is one whose every answer lies in a later window "
+        f"than its vector. Paper: {recurrent_tier.PAPER_SOURCE}.", "",
+        "```", recurrent_tier.table(found, "copy"), "", recurrent_tier.table(found, "repeat_copy"), "```", ""])
+
+
 def render(directory=RESULTS):
     files = sorted(p for p in directory.glob("[0-9][0-9]_*.json") if p.stem.count(".") == 0)
     if not files:
@@ -328,6 +347,7 @@ def render(directory=RESULTS):
                   f"written {record.get('written', '?')}.", "",
                   seeds_table(record), ""]
     parts.append(table1(directory))
+    parts.append(recurrent_tier_section(directory))
     parts.append(NOTES)
     out = directory / "README.md"
     out.write_text("\n".join(parts))

@@ -134,3 +134,18 @@ def test_notebooks_read_the_committed_seeds_wherever_results_are_written(monkeyp
     assert "no clear difference" in results.seeds_verdict(fake, "a", "b")
     with pytest.raises(FileNotFoundError, match="make seeds"):
         results.seeds("nosuchsize")
+
+
+def test_the_recurrent_tier_is_laid_out_beside_the_papers_table_with_every_seed(tmp_path):
+    from helpers import recurrent_tier
+    assert results_table.recurrent_tier_section(tmp_path) == "", "nothing until the tier has a file"
+    today = recurrent_tier.settings("long", "copy")
+    runs = [{"method": m, "layers": 1, "iterations": 10, "test_accuracy": 0.5, "dataset": "copy", "window": 2,
+             "seed": seed, "solved": solved, "seconds": 1800.0, "settings": today}
+            for m, seed, solved in (("tbptt", 0, 0), ("dni", 0, 3), ("dni", 1, 4))]
+    runs.append(dict(runs[1], solved=9, settings=dict(today, lr=1.0)))          # other settings: never shown
+    results.save_results("recurrent_long", "long", runs, 1.0, "cpu", directory=tmp_path)
+    out = results_table.recurrent_tier_section(tmp_path)
+    row = next(line for line in out.splitlines() if line.startswith("  2  ") and "| 16 " in line)
+    assert row.split()[:10] == ["2", "0", ".", ".", "|", "7", "3", "4", ".", "|"], row
+    assert "3 runs finished (1.5 core-hours" in out and "arXiv 1608.05343 v1" in out
