@@ -20,6 +20,7 @@ import json
 import statistics
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from . import config, results
 from .plots import RECURRENT_LABELS, recurrent_color
@@ -159,6 +160,7 @@ def plot_cosine_by_level(found, task="copy", size="long"):
         ax.axvspan(window - 0.5, max(top, window) + 0.5, color="0.85", zorder=0,
                    label=f"N >= T = {window}: across the cut only")
         ax.axhline(0, color="0.4", lw=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"T = {window}", fontsize=9)
         ax.set_xlabel("curriculum level N (copy length trained)")
         ax.grid(alpha=0.3)
@@ -188,6 +190,9 @@ def plot_levels(found, task="copy", size="long"):
             characters = [0] + [s * window for s in h["iteration"]]
             ax.step(characters, [1 + offset] + [v + offset for v in h["extra"]["level"]], where="post", alpha=0.8,
                     color=recurrent_color(r["method"]), label=label)
+        ax.axhline(window + 0.5, color="0.3", ls=":", lw=1,
+                   label=f"above: solved N >= T" if window == shown[0] else None)   # level = solved + 1
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         paper = ", ".join(f"{RECURRENT_LABELS[m]} {PAPER[task][m][window]}" for m in METHODS
                           if window in PAPER[task][m])
         ax.set_title(f"T = {window}" + (f"\npaper: {paper}" if paper else ""), fontsize=9)

@@ -187,7 +187,7 @@ def test_notebook_08_reads_the_runs_and_draws_the_level_per_window(two_workers):
     assert len(found) == 6 and {len(h.extra["level"]) for h in recurrent_tier.histories(found, "copy")} == {6}
     fig = recurrent_tier.plot_levels(found, "copy", "smoke")
     assert [ax.get_title() for ax in fig.axes] == ["T = 2\npaper: truncated BPTT 7, DNI 16, DNI + Aux 16"]
-    assert len(fig.axes[0].lines) == 6 and "smoke" in fig._suptitle.get_text()
+    assert len(fig.axes[0].lines) == 6 + 1 and "smoke" in fig._suptitle.get_text(), "six runs and the N >= T line"
     with pytest.raises(ValueError, match="no repeat_copy runs"):
         recurrent_tier.plot_levels(found, "repeat_copy", "smoke")
 
