@@ -136,25 +136,46 @@ def cosine_by_level(run):
     return {level: sum(values) / len(values) for level, values in sorted(by_level.items())}
 
 
+def _panels(runs_of_task, what):
+    """One panel per window the runs cover, and for each panel its runs as (run, seed offset, legend label): seeds
+    are drawn a hair apart so that ties stay visible, and each method is named once per panel."""
+    shown = sorted({r["window"] for r in runs_of_task})
+    if not shown:
+        raise ValueError(f"no {what} to draw: the tier has none finished yet.")
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(6.4, 4.2 * len(shown)), 3.4), sharey=True, squeeze=False)
+    panels = []
+    for ax, window in zip(axes[0], shown):
+        seen, runs = set(), []
+        for r in (r for r in runs_of_task if r["window"] == window):
+            runs.append((r, 0.04 * (r["seed"] - 1), RECURRENT_LABELS[r["method"]] if r["method"] not in seen else None))
+            seen.add(r["method"])
+        panels.append((ax, window, runs))
+    return fig, axes[0], panels
+
+
+def _finish(fig, axes, xlabel, ylabel, title):
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_cosine_by_level(found, task="copy", size="long"):
     """One panel per window T: for each run with a synthesizer, the mean cosine at each curriculum level it
     trained (dots joined by a line, seeds of a method in its colour). The shaded band is the levels N >= T,
     where an input and its answer never share a window, so only the synthetic gradient can carry the
     dependency; the last dot of each line is the level the run was still training when it ended."""
     runs_of_task = [r for r in found if r["dataset"] == task and r["history"]["extra"].get("cos_future")]
-    shown = sorted({r["window"] for r in runs_of_task})
-    if not shown:
-        raise ValueError(f"no {task} runs with a synthesizer to draw: the tier has none finished yet.")
-    fig, axes = plt.subplots(1, len(shown), figsize=(max(6.4, 4.2 * len(shown)), 3.4), sharey=True, squeeze=False)
-    for ax, window in zip(axes[0], shown):
-        seen = set()
+    fig, axes, panels = _panels(runs_of_task, f"{task} runs with a synthesizer")
+    for ax, window, runs in panels:
         top = 1
-        for r in (r for r in runs_of_task if r["window"] == window):
+        for r, offset, label in runs:
             levels = cosine_by_level(r)
             top = max(top, *levels)
-            offset = 0.04 * (r["seed"] - 1)
-            label = RECURRENT_LABELS[r["method"]] if r["method"] not in seen else None
-            seen.add(r["method"])
             ax.plot([level + offset for level in levels], list(levels.values()), "o-", alpha=0.8,
                     color=recurrent_color(r["method"]), label=label)
         ax.axvspan(window - 0.5, max(top, window) + 0.5, color="0.85", zorder=0,
@@ -162,44 +183,26 @@ def plot_cosine_by_level(found, task="copy", size="long"):
         ax.axhline(0, color="0.4", lw=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"T = {window}", fontsize=9)
-        ax.set_xlabel("curriculum level N (copy length trained)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("cosine to the true future gradient")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{task.replace('_', '-')}: the synthetic gradient's cosine at each level  [run size: {size}]")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, "curriculum level N (copy length trained)", "cosine to the true future gradient",
+                   f"{task.replace('_', '-')}: the synthetic gradient's cosine at each level  [run size: {size}]")
 
 
 def plot_levels(found, task="copy", size="long"):
     """One panel per window T: the curriculum level (the length being trained; solved = level - 1) over the
     characters read, one line per run (seeds of a method share its colour); each panel's title gives the
     paper's cells, which are too far above a CPU run's levels to share its axis."""
-    runs_of_task = [r for r in found if r["dataset"] == task]
-    shown = sorted({r["window"] for r in runs_of_task})
-    if not shown:
-        raise ValueError(f"no {task} runs to draw: the tier has none finished yet.")
-    fig, axes = plt.subplots(1, len(shown), figsize=(max(6.4, 4.2 * len(shown)), 3.4), sharey=True, squeeze=False)
-    for ax, window in zip(axes[0], shown):
-        seen = set()
-        for r in (r for r in runs_of_task if r["window"] == window):
+    fig, axes, panels = _panels([r for r in found if r["dataset"] == task], f"{task} runs")
+    for ax, window, runs in panels:
+        for r, offset, label in runs:
             h = r["history"]
-            offset = 0.04 * (r["seed"] - 1)            # seeds drawn a hair apart, so ties stay visible
-            label = RECURRENT_LABELS[r["method"]] if r["method"] not in seen else None
-            seen.add(r["method"])
             characters = [0] + [s * window for s in h["iteration"]]
             ax.step(characters, [1 + offset] + [v + offset for v in h["extra"]["level"]], where="post", alpha=0.8,
                     color=recurrent_color(r["method"]), label=label)
         ax.axhline(window + 0.5, color="0.3", ls=":", lw=1,
-                   label=f"above: solved N >= T" if window == shown[0] else None)   # level = solved + 1
+                   label="above: solved N >= T" if ax is axes[0] else None)   # level = solved + 1
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         paper = ", ".join(f"{RECURRENT_LABELS[m]} {PAPER[task][m][window]}" for m in METHODS
                           if window in PAPER[task][m])
         ax.set_title(f"T = {window}" + (f"\npaper: {paper}" if paper else ""), fontsize=9)
-        ax.set_xlabel("characters read")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("curriculum level (copy length N)")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{task.replace('_', '-')}: curriculum level over training  [run size: {size}]")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, "characters read", "curriculum level (copy length N)",
+                   f"{task.replace('_', '-')}: curriculum level over training  [run size: {size}]")
