@@ -270,8 +270,9 @@ def table1(directory=RESULTS):
     notes = []
     for (net, layers), paper in reference.PAPER_TABLE1.items():
         if net == "cnn":
-            cells = [_cell(values(f"cnn_{m}", layers, cnn_runs), paper[m]) if values(f"cnn_{m}", layers, cnn_runs)
-                     else "not yet (below)" for m in ("nobackprop", "backprop", "dni", "cdni")]
+            found = [values(f"cnn_{m}", layers, cnn_runs) for m in ("nobackprop", "backprop", "dni", "cdni")]
+            cells = [_cell(v, paper[m]) if v else "not yet (below)"
+                     for v, m in zip(found, ("nobackprop", "backprop", "dni", "cdni"))]
         else:
             label, why = dni_label(layers)
             notes.append(f"- DNI at {layers} layers: {label}, {why}.")
@@ -309,11 +310,12 @@ def recurrent_tier_section(directory=RESULTS):
         return ""
     found = recurrent_tier.runs("long", directory)
     s = config.recurrent_tier_size("long")
+    lr = recurrent_tier.settings("long", "copy")["lr"]           # the tier's own, as each run records it
     hours = sum(r["seconds"] for r in found) / 3600
     return "\n".join([
         "## The recurrent tier beside the paper's recurrent table", "",
         f"`make recurrent SG_SIZE=long`: an LSTM of {s['hidden']} units, batches of {s['batch']}, Adam "
-        f"{s.get('lr', config.RECURRENT_LR):g}, {s['characters']:,} characters per curriculum (copy) and "
+        f"{lr:g}, {s['characters']:,} characters per curriculum (copy) and "
         f"{s['repeat_characters']:,} (repeat copy), seeds {', '.join(map(str, s['seeds']))}; {len(found)} runs "
         f"finished ({hours:.1f} core-hours of wall time, one thread each). Each cell: the longest length solved by "
         "each seed, then the paper's single run. A length N >= T is one whose every answer lies in a later window "
