@@ -32,43 +32,51 @@ PAPER_SOURCE = "Jaderberg et al. 2016, arXiv v1, Table 1 (MNIST test error, 500k
 DNI_LABELS = ("dni_paper", "dni_1x1024", "dni_linear")     # DNI with 2, 1 and 0 hidden synthesizer layers
 
 
-def runs(size="long", split="test"):
+STEMS = {"test": "seeds", "validation": "dni_search", "cnn": "cnn"}     # split -> results/<stem>_<size>.json
+
+
+def runs(size="long", split="test", directory=None):
     """Every committed run of the seeds experiment at `size` ("quick" or "long"); split "validation": the
     long size's DNI synthesizer-depth search (scored on held-out training images, never the test set); split
-    "cnn": the long size's CNN rows of Table 1 (results/cnn_long.json, config.CNN_TIER's schedule)."""
-    stem = {"test": "seeds", "validation": "dni_search", "cnn": "cnn"}[split]
-    path = COMMITTED / f"{stem}_{size}.json"
+    "cnn": the long size's CNN rows of Table 1 (results/cnn_long.json, config.CNN_TIER's schedule). `directory`:
+    where the files are (results/ unless a test or scripts/results_table.py says otherwise)."""
+    path = (directory or COMMITTED) / f"{STEMS[split]}_{size}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: `make seeds SG_SIZE={size}` makes it (the long size takes "
                                 "CPU hours; a clone of the series has it committed).")
     return json.loads(path.read_text())["runs"]
 
 
-def seeds_of(label, layers=3, size="long", split="test"):
+def seeds_of(label, layers=3, size="long", split="test", directory=None):
     """The runs of one configuration (a label of scripts/seeds.py, e.g. "cdni" or "dni_paper"), by seed."""
-    return sorted((r for r in runs(size, split) if r["label"] == label and r.get("layers", 3) == layers),
+    return sorted((r for r in runs(size, split, directory) if r["label"] == label and r.get("layers", 3) == layers),
                   key=lambda r: r["seed"])
 
 
-def accuracies(label, layers=3, size="long", split="test"):
+def accuracies(label, layers=3, size="long", split="test", directory=None):
     """Final test accuracies (fractions) of `label` at `layers`, seed 0 first; [] where none is committed."""
-    if split == "cnn" and not (COMMITTED / f"cnn_{size}.json").exists():
-        return []                                   # the CNN rows come last in the tier's queue
-    return [r["test_accuracy"] for r in seeds_of(label, layers, size, split)]
+    return [r["test_accuracy"] for r in seeds_of(label, layers, size, split, directory)]
 
 
-def chosen_dni(layers):
+def choose_dni(scores):
+    """The paper's rule for DNI's synthesizer depth, on {label: validation accuracy}: the highest accuracy, a
+    tie going to the smaller synthesizer; None until every depth in DNI_LABELS has a score. scripts/seeds.py
+    queues the chosen runs by it, and Table 1 (here and in results/README.md) reads them by it."""
+    if any(label not in scores for label in DNI_LABELS):
+        return None
+    return max(DNI_LABELS, key=lambda label: (scores[label], DNI_LABELS.index(label)))
+
+
+def chosen_dni(layers, directory=None):
     """The DNI configuration the validation search chose at `layers` (highest validation accuracy over 0, 1
-    and 2 hidden synthesizer layers, seed 0), with the three validation accuracies; (None, {...}) while the
+    and 2 hidden synthesizer layers, seed 0), with the validation accuracies found; (None, {...}) while the
     search at that depth is incomplete."""
     try:
-        found = {label: seeds_of(label, layers, "long", "validation") for label in DNI_LABELS}
+        found = {label: seeds_of(label, layers, "long", "validation", directory) for label in DNI_LABELS}
     except FileNotFoundError:                       # the search has not started
         return None, {}
     scores = {label: found[label][0]["test_accuracy"] for label in DNI_LABELS if found[label]}
-    if len(scores) < len(DNI_LABELS):
-        return None, scores
-    return max(scores, key=lambda label: (scores[label], DNI_LABELS.index(label))), scores
+    return choose_dni(scores), scores
 
 
 def verdict(a, b):
@@ -165,37 +173,56 @@ def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None
     return ax.figure
 
 
-def dni_for_table(layers):
+def dni_for_table(layers, directory=None):
     """(label, why) of the DNI configuration in our Table 1 at `layers`: the validation search's choice once
     the search at that depth is complete, else the paper's own 2x1024 synthesizer."""
-    label, scores = chosen_dni(layers)
+    label, scores = chosen_dni(layers, directory)
     if label is not None:
         return label, "chosen on validation (" + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()) + ")"
-    return "dni_paper", "the paper's 2x1024 synthesizer (the validation search at this depth is not complete)"
+    return "dni_paper", "the paper's 2x1024 synthesizer; the validation search at this depth is not complete"
 
 
 def mark(values, paper_error):
     """Our test errors over seeds against the paper's one number: 'better' / 'worse' only where every seed is on
     that side of it, else 'within our spread'."""
-    errors = [100 * (1 - v) for v in values]
+    return mark_errors([100 * (1 - v) for v in values], paper_error)
+
+
+def mark_errors(errors, paper_error):
+    """`mark` on test errors in percent (as `table1_cells` holds them)."""
     return "better" if max(errors) < paper_error else "worse" if min(errors) > paper_error else "within our spread"
 
 
-def table1(net="fcn", depths=None):
-    """Our long-size test errors beside the paper's Table 1, one printed line per depth and method; returns
-    {(layers, method): (paper error, [our errors by seed], our label)}. net "fcn" (3-6 layers) or "cnn" (3 and 4
-    layers: notebook 07's CNN at config.CNN_TIER's filters and schedule, far smaller than the paper's)."""
+TABLE1_METHODS = ("nobackprop", "backprop", "dni", "cdni")       # the paper's columns, in its order
+
+
+def table1_cells(net="fcn", depths=None, directory=None):
+    """{(layers, method): (paper error, [our test errors by seed], our label)}: the one layout of Table 1, which
+    `table1` prints and scripts/results_table.py renders into results/README.md. net "fcn" (3-6 layers; DNI as
+    `dni_for_table` picks it) or "cnn" (3 and 4 layers: notebook 07's CNN at config.CNN_TIER's filters and
+    schedule, far smaller than the paper's). A file not written yet (the CNN rows come last in the tier's queue)
+    leaves its cells empty."""
     cells = {}
     for layers in depths or ((3, 4) if net == "cnn" else (3, 4, 5, 6)):
-        dni_label = dni_for_table(layers)[0] if net == "fcn" else None
-        for method, label in (("nobackprop", "nobackprop"), ("backprop", "backprop"), ("dni", dni_label),
-                              ("cdni", "cdni")):
+        for method in TABLE1_METHODS:
             if net == "cnn":
                 label = f"cnn_{method}"
-            values = accuracies(label, layers, "long", "cnn" if net == "cnn" else "test")
-            paper = PAPER_TABLE1[net, layers][method]
-            cells[layers, method] = (paper, [100 * (1 - v) for v in values], label)
-            ours = (f"{100 * (1 - statistics.fmean(values)):.2f} (seeds {' '.join(f'{100 * (1 - v):.2f}' for v in values)}): "
-                    f"{mark(values, paper)}") if values else "not yet in the reference tier"
-            print(f"{layers} layers  {method:10s} paper {paper:4.1f}   ours {ours}" + (f"   [{label}]" if method == "dni" else ""))
+            else:
+                label = dni_for_table(layers, directory)[0] if method == "dni" else method
+            try:
+                values = accuracies(label, layers, "long", "cnn" if net == "cnn" else "test", directory)
+            except FileNotFoundError:
+                values = []
+            cells[layers, method] = (PAPER_TABLE1[net, layers][method], [100 * (1 - v) for v in values], label)
+    return cells
+
+
+def table1(net="fcn", depths=None):
+    """Our long-size test errors beside the paper's Table 1, one printed line per depth and method (notebook 03);
+    returns `table1_cells`."""
+    cells = table1_cells(net, depths)
+    for (layers, method), (paper, errors, label) in cells.items():
+        ours = (f"{statistics.fmean(errors):.2f} (seeds {' '.join(f'{e:.2f}' for e in errors)}): "
+                f"{mark_errors(errors, paper)}") if errors else "not yet in the reference tier"
+        print(f"{layers} layers  {method:10s} paper {paper:4.1f}   ours {ours}" + (f"   [{label}]" if method == "dni" else ""))
     return cells

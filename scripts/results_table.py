@@ -233,54 +233,38 @@ def seeds_table(record):
     return "\n".join(rows)
 
 
-def _cell(values, paper_error):
+def _cell(errors, paper_error):
     """One cell of the side-by-side Table 1: our test error over seeds (mean, range) and reference.mark's verdict."""
-    if not values:
-        return "not yet run"
-    errors = [100 * (1 - v) for v in values]
-    return f"{statistics.fmean(errors):.2f} ({min(errors):.2f}-{max(errors):.2f}), n={len(errors)}: {reference.mark(values, paper_error)}"
+    errors = list(errors)
+    return (f"{statistics.fmean(errors):.2f} ({min(errors):.2f}-{max(errors):.2f}), n={len(errors)}: "
+            f"{reference.mark_errors(errors, paper_error)}")
 
 
 def table1(directory=RESULTS):
-    """The paper's Table 1 (MNIST, test error %) laid out as the paper lays it out, ours at the long size beside
-    each cell. DNI uses the synthesizer depth the validation search chose at that depth (results/dni_search_long.json);
-    until that search is complete, the paper's own 2x1024 synthesizer where it has run, marked so."""
-    path, search_path = directory / "seeds_long.json", directory / "dni_search_long.json"
-    if not path.exists():
+    """The paper's Table 1 (MNIST, test error %) laid out as the paper lays it out (reference.table1_cells, the
+    same cells notebook 03 prints), ours at the long size beside each cell. DNI uses the synthesizer depth the
+    validation search chose at that depth (results/dni_search_long.json); until that search is complete, the
+    paper's own 2x1024 synthesizer where it has run, marked so."""
+    if not (directory / "seeds_long.json").exists():
         return ""
-    runs = json.loads(path.read_text())["runs"]
-    search = json.loads(search_path.read_text())["runs"] if search_path.exists() else []
     cnn_path = directory / "cnn_long.json"
     cnn_runs = json.loads(cnn_path.read_text())["runs"] if cnn_path.exists() else []
-
-    def values(label, layers, found=runs):
-        return [r["test_accuracy"] for r in sorted(found, key=lambda r: r["seed"])
-                if r["label"] == label and r.get("layers", 3) == layers]
-
-    def dni_label(layers):
-        found = {r["label"]: r["test_accuracy"] for r in search if r.get("layers") == layers and r["seed"] == 0}
-        if all(label in found for label in reference.DNI_LABELS):
-            best = max(reference.DNI_LABELS, key=lambda label: (found[label], reference.DNI_LABELS.index(label)))
-            return best, "chosen on validation (" + ", ".join(f"{label} {percent(found[label])}"
-                                                              for label in reference.DNI_LABELS) + ")"
-        return "dni_paper", "the paper's 2x1024 synthesizer; the validation search at this depth is not complete"
-
     rows = ["| net | layers | no bprop: paper | ours | bprop: paper | ours | DNI: paper | ours | cDNI: paper | ours |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
-    for (net, layers), paper in reference.PAPER_TABLE1.items():
-        if net == "cnn":
-            found = [values(f"cnn_{m}", layers, cnn_runs) for m in ("nobackprop", "backprop", "dni", "cdni")]
-            cells = [_cell(v, paper[m]) if v else "not yet (below)"
-                     for v, m in zip(found, ("nobackprop", "backprop", "dni", "cdni"))]
-        else:
-            label, why = dni_label(layers)
-            notes.append(f"- DNI at {layers} layers: {label}, {why}.")
-            cells = [_cell(values(lab, layers), paper[m]) for lab, m in
-                     (("nobackprop", "nobackprop"), ("backprop", "backprop"), (label, "dni"), ("cdni", "cdni"))]
-        rows.append(f"| {net.upper()} | {layers} | " + " | ".join(f"{paper[m]} | {c}" for m, c in
-                                                               zip(("nobackprop", "backprop", "dni", "cdni"), cells)) + " |")
-    schedule = runs[0]["schedule"]
+    for net in ("fcn", "cnn"):
+        cells = reference.table1_cells(net, directory=directory)
+        for layers in sorted({layers for layers, _ in cells}):
+            if net == "fcn":
+                label, why = reference.dni_for_table(layers, directory)
+                notes.append(f"- DNI at {layers} layers: {label}, {why}.")
+            row = []
+            for method in reference.TABLE1_METHODS:
+                paper, errors, _ = cells[layers, method]
+                ours = _cell(errors, paper) if errors else "not yet (below)" if net == "cnn" else "not yet run"
+                row.append(f"{paper} | {ours}")
+            rows.append(f"| {net.upper()} | {layers} | " + " | ".join(row) + " |")
+    schedule = reference.runs("long", directory=directory)[0]["schedule"]
     return "\n".join([
         "## Table 1, side by side: the paper's MNIST test error (%) and ours at the long size", "",
         f"Paper: {reference.PAPER_SOURCE}. Ours: the long size ({schedule['iterations']:,} iterations, batch "

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from helpers import config, data, learners, models, results, training  # noqa: E402
+from helpers import config, data, learners, models, reference, results, training  # noqa: E402
 
 # label: (registry method, options). The label names the configuration, the method the algorithm. Options
 # that depend on the seed (a buffer's or a coin's own generator) take the value "seed".
@@ -157,10 +157,8 @@ def _finished(path, schedule):
 def chosen_dni(search, layers):
     """The DNI synthesizer label the validation search chose at `layers` (highest validation accuracy), or None
     while the search at that depth is incomplete."""
-    found = {label: search.get((label, layers, 0)) for label in DNI_DEPTHS}
-    if any(run is None for run in found.values()):
-        return None
-    return max(DNI_DEPTHS, key=lambda label: (found[label]["test_accuracy"], -DNI_DEPTHS[label]))
+    return reference.choose_dni({label: search[label, layers, 0]["test_accuracy"] for label in DNI_DEPTHS
+                                 if (label, layers, 0) in search})
 
 
 def _alive(pid):
