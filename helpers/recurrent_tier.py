@@ -41,6 +41,7 @@ PAPER_SOURCE = ("Jaderberg et al. 2016, arXiv 1608.05343 v1, recurrent table (Co
                 "camera-ready version may differ")
 LOGS = {"smoke": 6}      # log points per run (the level, the error, the cosine), else 100; smoke: CI takes seconds
 THRESHOLD = 0.15         # the curriculum's threshold (bits per output vector), rnn.Curriculum's default
+WINDOWS_KEY = {"copy": "windows", "repeat_copy": "repeat_windows"}     # config.RECURRENT_TIER's key per task
 MAX_REPEATS = 3          # repeat copy's largest R, as in notebook 08
 
 
@@ -56,8 +57,19 @@ def settings(size, task):
 
 def windows(size, task):
     """The windows T the tier trains `task` at, at `size`."""
+    return config.recurrent_tier_size(size)[WINDOWS_KEY[task]]
+
+
+def plan(size, tasks=TASKS, methods=METHODS, windows=None, seeds=None):
+    """The tier's queue at `size`, in order: (task, method, window, seed) tuples, window by window from the
+    smallest; the filters keep part of it. scripts/recurrent.py trains it; notebook 08 counts it."""
     s = config.recurrent_tier_size(size)
-    return s["windows"] if task == "copy" else s["repeat_windows"]
+    by_task = {task: s[WINDOWS_KEY[task]] for task in tasks}
+    return [(task, method, window, seed)
+            for window in sorted(set().union(*by_task.values())) if windows is None or window in windows
+            for task in tasks if window in by_task[task]
+            for seed in s["seeds"] if seeds is None or seed in seeds
+            for method in methods]
 
 
 def path(size="long", directory=None):

@@ -43,15 +43,7 @@ MAX_REPEATS = recurrent_tier.MAX_REPEATS
 CHECKPOINTS = 10         # checkpoints per run: a tenth of a run is the most a kill loses
 
 
-def plan(size, tasks=recurrent_tier.TASKS, methods=rnn.METHODS, windows=None, seeds=None):
-    """The queue at `size`, in order: (task, method, window, seed) tuples; the filters keep part of it."""
-    s = config.recurrent_tier_size(size)
-    planned = {"copy": s["windows"], "repeat_copy": s["repeat_windows"]}
-    return [(task, method, window, seed)
-            for window in sorted(set(s["windows"]) | set(s["repeat_windows"])) if windows is None or window in windows
-            for task in tasks if window in planned[task]
-            for seed in s["seeds"] if seeds is None or seed in seeds
-            for method in methods]
+plan = recurrent_tier.plan     # the queue, in order (notebook 08 counts the same plan)
 
 
 def results_file(size):
