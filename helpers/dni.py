@@ -88,8 +88,8 @@ class DNI:
         mixing them; no block reads another's parameters within a step, so applying the updates
         together at the end changes nothing.
         """
-        batch = x.shape[0]
-        context = self.context(y)
+        factor = self.batch_factor(x.shape[0])
+        context = self.step_context(y)
         hidden, output = list(self.model)[:-1], self.model[-1]
         inputs, outputs, predictions = [], [], []
         h = x
@@ -105,11 +105,9 @@ class DNI:
         optimizers = self.stepped_optimizers()
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        synthetic = [to_block(p, batch, self.scale) for p in predictions]
+        synthetic = [to_block(p, factor, self.scale) for p in predictions]
         torch.autograd.backward(outputs + [loss], synthetic + [None])   # gradients reach the blocks only
-        # Targets: block i+1's input gradient (bootstrapped) below, the true gradient at the top.
-        targets = [target_from(inputs[i + 1].grad, batch, self.scale) for i in range(len(hidden) - 1)] + \
-            [target_from(top.grad, batch)]
+        targets = self.targets(inputs, top, factor, x, y)
         if self.trained:
             losses = [regression_loss(predictions[i], targets[i]) for i in self.trained]
             torch.stack(losses).sum().backward()   # disjoint synthesizers: each gets its own loss's gradient
@@ -120,6 +118,22 @@ class DNI:
         for optimizer in optimizers:
             optimizer.step()
         return loss, logits
+
+    # The three parts of a step that playground.PlaygroundDNI (notebooks 02 and 03b) can switch off, one hook
+    # each; as written here, a step is the paper's.
+    def batch_factor(self, batch):
+        """Synthesizers predict per-example gradients (batch size x dL/dh); a block receives prediction / B."""
+        return batch
+
+    def step_context(self, y):
+        """What the synthesizers are conditioned on this step: the batch's own labels (cDNI), or nothing."""
+        return self.context(y)
+
+    def targets(self, inputs, top, factor, x, y):
+        """The synthesizers' regression targets once the backward call has run: block i+1's input gradient
+        (bootstrapped) below, the true gradient at the top (`x`, `y`: for learners that recompute them)."""
+        return [target_from(inputs[i + 1].grad, factor, self.scale) for i in range(len(inputs) - 1)] + \
+            [target_from(top.grad, factor)]
 
     def stepped_optimizers(self):
         """What one step zeroes and steps: the one optimizer, or each module's (gated) optimizer."""

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from . import learners, plots
 from .critics import predicted_and_true
 from .probe import gradient_metrics, hidden_outputs, synthetic_and_true_gradients, update_alignment
-from .synthesizers import regression_loss, target_from, to_block
+from .synthesizers import target_from, to_block
 from .training import Adam
 from .update_rates import StochasticDNI
 
@@ -103,7 +103,8 @@ class PlaygroundDNI(StochasticDNI):
     (Jaderberg et al. 2016, supplementary A); False: every block onto its true gradient, which needs the full
     backward pass again (the update lock is back; for comparison only).
     shuffle_labels (False): cDNI's synthesizers see the labels of other examples of the batch.
-    With the defaults the step is `dni.DNI`'s, number for number (tests/test_playground.py checks it).
+    The step is `dni.DNI`'s; each switch overrides one of its hooks (`batch_factor`, `step_context`, `targets`),
+    so with the defaults it is DNI's number for number (tests/test_playground.py checks it).
     """
 
     def __init__(self, model, lr, per_example=True, bootstrap=True, shuffle_labels=False, seed=0, **options):
@@ -111,49 +112,20 @@ class PlaygroundDNI(StochasticDNI):
         self.per_example, self.bootstrap, self.shuffle_labels = per_example, bootstrap, shuffle_labels
         self.shuffler = torch.Generator().manual_seed(seed + 1)
 
-    def step(self, x, y):
-        updates = self.coins.draw()
-        for gate, update in zip(self.block_optimizers, updates):
-            gate.open = update
-        for gate, update in zip(self.synthesizer_optimizers, updates):
-            if gate is not None:
-                gate.open = update
-        batch = x.shape[0]
-        factor = batch if self.per_example else 1                     # the x B / (/ B) pair, or neither
-        labels = y[torch.randperm(batch, generator=self.shuffler).to(y.device)] if self.shuffle_labels else y
-        context = self.context(labels)
-        hidden, output = list(self.model)[:-1], self.model[-1]
-        if not self.bootstrap:                                        # the true gradients, before any update
-            hs, logits = hidden_outputs(self.model, x)
-            true = torch.autograd.grad(F.cross_entropy(logits, y), hs)
-        inputs, outputs, predictions = [], [], []
-        h = x
-        for i, block in enumerate(hidden):
-            h_in = h.detach().requires_grad_(i > 0)                   # cut: nothing flows below this block
-            h = block(h_in)
-            inputs.append(h_in)
-            outputs.append(h)
-            predictions.append(self.synthesizers[i](h.detach(), context))   # reads h, sends nothing back into it
-        top = h.detach().requires_grad_()
-        logits = output(top)
-        loss = F.cross_entropy(logits, y)
-        optimizers = self.stepped_optimizers()
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(outputs + [loss], [to_block(p, factor) for p in predictions] + [None])
+    def batch_factor(self, batch):
+        return batch if self.per_example else 1                      # the x B / (/ B) pair, or neither
+
+    def step_context(self, y):
+        labels = y[torch.randperm(len(y), generator=self.shuffler).to(y.device)] if self.shuffle_labels else y
+        return self.context(labels)
+
+    def targets(self, inputs, top, factor, x, y):
         if self.bootstrap:
-            gradients = [inputs[i + 1].grad for i in range(len(hidden) - 1)] + [top.grad]
-        else:
-            gradients = list(true)
-        targets = [target_from(g, factor) for g in gradients]
-        if self.trained:
-            losses = [regression_loss(predictions[i], targets[i]) for i in self.trained]
-            torch.stack(losses).sum().backward()
-            for i, synthesizer_loss in zip(self.trained, losses):
-                self.synthesizer_losses[i] = synthesizer_loss.detach()
-        for optimizer in optimizers:
-            optimizer.step()
-        return loss, logits
+            return super().targets(inputs, top, factor, x, y)
+        # The true gradients: a second forward and backward through the whole network (no update has
+        # happened yet this step, so they are the gradients at this step's weights).
+        hs, logits = hidden_outputs(self.model, x)
+        return [target_from(g, factor) for g in torch.autograd.grad(F.cross_entropy(logits, y), hs)]
 
 
 @dataclass

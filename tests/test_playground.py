@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import dni
 from helpers import playground as pg
 from helpers.probe import hidden_outputs
 from helpers.update_rates import StochasticDNI
@@ -48,8 +49,8 @@ def test_with_the_defaults_the_step_is_dnis_number_for_number(conditioned):
 
 def captured_targets(monkeypatch, learner, x, y):
     seen = []
-    real = pg.regression_loss
-    monkeypatch.setattr(pg, "regression_loss", lambda p, t: seen.append((p.detach(), t.detach())) or real(p, t))
+    real = dni.regression_loss
+    monkeypatch.setattr(dni, "regression_loss", lambda p, t: seen.append((p.detach(), t.detach())) or real(p, t))
     model = copy.deepcopy(learner.model)
     hs, logits = hidden_outputs(model, x)
     true = torch.autograd.grad(F.cross_entropy(logits, y), hs)
