@@ -39,9 +39,18 @@ PAPER_SOURCE = ("Jaderberg et al. 2016, arXiv 1608.05343 v1, recurrent table (Co
                 "sequence length modelled), read from the v1 table image in norman3/papers "
                 "(images/synthetic_gradients/f14.png) and matching QData/deep2Read's slides (slide 17); the "
                 "camera-ready version may differ")
+# The character model (notebook 08's last section) at the tier's size: truncated BPTT and DNI (the paper's table also
+# has DNI + Aux) at the windows in config.RECURRENT_TIER["long"]["text_windows"]. Penn Treebank, bits per character
+# (lower is better): a different corpus from ours, so only the trend across methods and windows compares.
+TEXT = "text"
+TEXT_METHODS = ("tbptt", "dni")
+PAPER_TEXT = {"tbptt": {2: 1.39, 3: 1.38, 4: 1.37, 5: 1.37, 8: 1.35}, "dni": {2: 1.37, 3: 1.36, 4: 1.35, 5: 1.35, 8: 1.34},
+              "dni_aux": {2: 1.37, 3: 1.36, 4: 1.35, 5: 1.35, 8: 1.33}}
 LOGS = {"smoke": 6}      # log points per run (the level, the error, the cosine), else 100; smoke: CI takes seconds
 THRESHOLD = 0.15         # the curriculum's threshold (bits per output vector), rnn.Curriculum's default
 WINDOWS_KEY = {"copy": "windows", "repeat_copy": "repeat_windows"}     # config.RECURRENT_TIER's key per task
+TEXT_LOGS = 40           # log points of a character-model run: each evaluates the held-out text twice
+HELD_OUT = "the last 10% of the text: its first half validation (early stopping), its second half test"
 MAX_REPEATS = 3          # repeat copy's largest R, as in notebook 08
 
 
@@ -49,6 +58,10 @@ def settings(size, task):
     """What one run of `task` at `size` is trained with, as recorded in each run (a run counts as finished only
     for the settings it was trained with, so changing config.RECURRENT_TIER starts the tier afresh)."""
     s = config.recurrent_tier_size(size)
+    if task == TEXT:
+        return dict(hidden=s["hidden"], batch=s["batch"], lr=s.get("text_lr", s.get("lr", config.RECURRENT_LR)),
+                    logs=LOGS.get(size, TEXT_LOGS), characters=s["text_characters"],
+                    text_chars_max=s["text_chars_max"], held_out=HELD_OUT)
     return dict(hidden=s["hidden"], batch=s["batch"], lr=s.get("lr", config.RECURRENT_LR), threshold=THRESHOLD,
                 logs=LOGS.get(size, 100),
                 characters=s["characters"] if task == "copy" else s["repeat_characters"],
@@ -56,20 +69,31 @@ def settings(size, task):
 
 
 def windows(size, task):
-    """The windows T the tier trains `task` at, at `size`."""
-    return config.recurrent_tier_size(size)[WINDOWS_KEY[task]]
-
-
-def plan(size, tasks=TASKS, methods=METHODS, windows=None, seeds=None):
-    """The tier's queue at `size`, in order: (task, method, window, seed) tuples, window by window from the
-    smallest; the filters keep part of it. scripts/recurrent.py trains it; notebook 08 counts it."""
+    """The windows T the tier trains `task` at, at `size` (the text windows: notebook 08's one window below the
+    long size)."""
     s = config.recurrent_tier_size(size)
-    by_task = {task: s[WINDOWS_KEY[task]] for task in tasks}
-    return [(task, method, window, seed)
-            for window in sorted(set().union(*by_task.values())) if windows is None or window in windows
-            for task in tasks if window in by_task[task]
-            for seed in s["seeds"] if seeds is None or seed in seeds
-            for method in methods]
+    if task == TEXT:
+        return s["text_windows"] if "text_windows" in s else [s["text_window"]]
+    return s[WINDOWS_KEY[task]]
+
+
+_windows = windows       # under another name: `plan` has a filter called `windows`
+
+
+def plan(size, tasks=TASKS + (TEXT,), methods=METHODS, windows=None, seeds=None):
+    """The tier's queue at `size`, in order: (task, method, window, seed) tuples; the character model first (its
+    twelve runs cost about an hour of one core at the long size), then the copy tasks window by window from the
+    smallest. The filters keep part of it. scripts/recurrent.py trains it; notebook 08 counts it."""
+    s = config.recurrent_tier_size(size)
+    by_task = {task: _windows(size, task) for task in tasks}
+    keep = (lambda window: windows is None or window in windows), (lambda seed: seeds is None or seed in seeds)
+    text = [(TEXT, method, window, seed) for window in by_task.pop(TEXT, []) if keep[0](window)
+            for seed in s["seeds"] if keep[1](seed) for method in methods if method in TEXT_METHODS]
+    return text + [(task, method, window, seed)
+                   for window in sorted(set().union(*by_task.values())) if keep[0](window)
+                   for task in by_task if window in by_task[task]
+                   for seed in s["seeds"] if keep[1](seed)
+                   for method in methods]
 
 
 def path(size="long", directory=None):
@@ -128,6 +152,30 @@ def table(found, task, size="long"):
              + "DNI / truncated BPTT (ours | paper)"]
     lines += [f"{window:>3}  " + "".join(f"{c:<{width}}" for c in cells[:-1]) + cells[-1]
               for window, cells in rows.items()]
+    return "\n".join(lines)
+
+
+def bpc(found, method, window):
+    """{seed: held-out bits per character, early-stopped} of the character-model runs of `method` at `window`."""
+    return {r["seed"]: r["test_bpc"] for r in found if (r["dataset"], r["method"], r["window"]) == (TEXT, method, window)}
+
+
+def text_table(found, size="long"):
+    """The paper's Penn Treebank row laid out for our text: one row per window T; per method every seed's test bits
+    per character at its lowest validation bits ('.' = not trained yet) and, after '|', the paper's cell; then DNI
+    minus truncated BPTT (difference of means), ours and the paper's."""
+    seeds = config.recurrent_tier_size(size)["seeds"]
+    lines = [f"character model: held-out bits per character, lower is better (ours: seeds {' '.join(map(str, seeds))}, "
+             "early-stopped on validation, Python's documentation | the paper, Penn Treebank, one run)",
+             f"{'T':>3}  " + "".join(f"{RECURRENT_LABELS[m]:<26}" for m in TEXT_METHODS) + "DNI - truncated BPTT (ours | paper)"]
+    for window in sorted({r["window"] for r in found if r["dataset"] == TEXT} | set(windows(size, TEXT))):
+        mine = {m: bpc(found, m, window) for m in TEXT_METHODS}
+        cells = [f"{' '.join(f'{mine[m][s]:.3f}' if s in mine[m] else '.' for s in seeds)} | {PAPER_TEXT[m].get(window, '-')}"
+                 for m in TEXT_METHODS]
+        ours = (f"{statistics.fmean(mine['dni'].values()) - statistics.fmean(mine['tbptt'].values()):+.3f}"
+                if mine["dni"] and mine["tbptt"] else "-")
+        paper = (f"{PAPER_TEXT['dni'][window] - PAPER_TEXT['tbptt'][window]:+.2f}" if window in PAPER_TEXT["dni"] else "-")
+        lines.append(f"{window:>3}  " + "".join(f"{c:<26}" for c in cells) + f"{ours} | {paper}")
     return "\n".join(lines)
 
 

@@ -198,7 +198,7 @@ def quiet():
 
 
 def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=None, progress=True, probe=None,
-                  align=False):
+                  align=False, evaluate=None):
     """Train `trainer` on `stream` for `steps` windows of `trainer.window` steps: the one loop behind the
     copy tasks and the character model. Returns a `training.History`:
 
@@ -212,7 +212,9 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
       synthesizer's prediction at the probe's window boundaries and the true discounted future gradient
       there (`synthetic_gradient_cosine`; measured on a copy of nothing, never learned from);
     - with `align` and a `probe` (any method), extra["upd_cos"], ["upd_step_cos"] (and, for DNI,
-      ["upd_step_cos_cut"]) at each log: `update_alignment` on the probe's stretch, on copies.
+      ["upd_step_cos_cut"]) at each log: `update_alignment` on the probe's stretch, on copies;
+    - with `evaluate` (a function of the model returning {name: number}; the character model's held-out bits per
+      character), extra[name] at each log.
 
     A NaN or infinite loss raises `training.DivergenceError` naming the window step.
     """
@@ -255,6 +257,9 @@ def train_windows(trainer, stream, steps, log_every=100, curriculum=None, desc=N
                 if align:
                     for key, value in update_alignment(trainer, *stretch, boundaries=boundaries).items():
                         history.extra.setdefault(key, []).append(value)
+            if evaluate is not None:
+                for key, value in evaluate(trainer.model).items():
+                    history.extra.setdefault(key, []).append(value)
             errors_sum, scored = 0.0, 0.0
     if curriculum is not None:
         history.meta["solved"] = curriculum.solved
@@ -298,6 +303,23 @@ def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_
     if measure or align:
         def probe(level):
             return probe_stretch(level or length, window, bits, repeat, max_repeats)
+    state = dict(trainer=trainer, stream=stream, curriculum=curriculum)
+    history = _in_pieces(checkpoint, arguments, state, steps, every, lambda n: train_windows(
+        state["trainer"], state["stream"], n, log_every, state["curriculum"], progress=progress, probe=probe,
+        align=align))
+    trainer = state["trainer"]
+    history.meta["task"] = "repeat_copy" if repeat else "copy"
+    history.meta["seed"] = seed
+    if length:
+        history.meta["length"] = length
+    return trainer, history
+
+
+def _in_pieces(checkpoint, arguments, state, steps, every, piece):
+    """Train in pieces of `every` windows (`piece(n)` trains the next n and returns their history) up to `steps`,
+    saving `state` (the objects a piece changes: {name: object}, updated in place on a resume) and the history so
+    far to `checkpoint` after each piece, with `arguments` so that only the run that wrote it resumes from it.
+    Returns the whole history. See `train_copy` for why pieces."""
     done, history = 0, None
     path = pathlib.Path(checkpoint) if checkpoint else None
     if path is not None and path.exists():
@@ -305,23 +327,18 @@ def train_copy(method, window, steps, hidden=128, batch=32, lr=config.RECURRENT_
         if saved["arguments"] != arguments:
             raise ValueError(f"the checkpoint {path} belongs to another run ({saved['arguments']}); delete it to "
                              "start this one afresh.")
-        done, history, trainer, stream, curriculum = (saved[k] for k in ("done", "history", "trainer", "stream",
-                                                                          "curriculum"))
+        done, history = saved["done"], saved["history"]
+        state.update({name: saved[name] for name in state})
         torch.set_rng_state(saved["rng"])
     while done < steps or history is None:
-        piece = min(every, steps - done)
-        part = train_windows(trainer, stream, piece, log_every, curriculum, progress=progress, probe=probe,
-                             align=align)
+        n = min(every, steps - done)
+        part = piece(n)
         history = part if history is None else _joined(history, part, done)
-        done += piece
+        done += n
         if path is not None:
-            _save_atomically(dict(arguments=arguments, done=done, history=history, trainer=trainer, stream=stream,
-                                  curriculum=curriculum, rng=torch.get_rng_state()), path)
-    history.meta["task"] = "repeat_copy" if repeat else "copy"
-    history.meta["seed"] = seed
-    if length:
-        history.meta["length"] = length
-    return trainer, history
+            _save_atomically(dict(arguments=arguments, done=done, history=history, rng=torch.get_rng_state(), **state),
+                             path)
+    return history
 
 
 def _joined(history, part, done):
@@ -374,18 +391,49 @@ def copy_accuracy(model, length, episodes=4, batch=64, bits=8, repeat=False, see
 
 
 def train_text(method, window, steps, train_codes, test_codes, vocab, hidden=128, batch=32, lr=config.TEXT_LR,
-               log_every=100, seed=0, progress=True, device=None, **trainer_options):
+               log_every=100, seed=0, progress=True, device=None, valid_codes=None, checkpoint=None,
+               checkpoint_every=None, **trainer_options):
     """A character-level language model on a text stream, in windows of `window` steps. Returns
     (trainer, history): training bits per character at each log (`train_windows`), and in history.meta
-    the held-out bits per character ("test_bpc") and next-character accuracy ("test_accuracy")."""
+    the held-out bits per character ("test_bpc") and next-character accuracy ("test_accuracy") at the end.
+
+    With `valid_codes` (the long recurrent tier): held-out bits per character on the validation and the test
+    text at every log (extra "valid_bpc", "test_bpc"), and early stopping as the paper reports it: meta
+    "stopped_at" (the window step of the lowest validation bits) and "test_bpc_stopped" (the test bits there).
+    `checkpoint`, `checkpoint_every`: resumable in pieces, as `train_copy`."""
+    every = checkpoint_every or steps
+    if every % log_every and every < steps:
+        raise ValueError(f"checkpoint_every ({every}) must be a multiple of log_every ({log_every}), so that a piece "
+                         "ends on a log point.")
+    arguments = repr((method, window, steps, every, hidden, batch, lr, log_every, seed, len(train_codes),
+                      len(test_codes), None if valid_codes is None else len(valid_codes), vocab,
+                      sorted(trainer_options.items())))
     torch.manual_seed(seed)
     stream = TextStream(train_codes, vocab, batch)
     model = RecurrentModel(vocab, vocab, hidden).to(device or config.device())
     trainer = WindowedTrainer(model, window, method, lr=lr, loss=char_loss, **trainer_options)
-    history = train_windows(trainer, stream, steps, log_every, desc=f"text {method} T={window}", progress=progress)
+
+    def held_out(model):
+        return {"valid_bpc": text_bpc(model, valid_codes, vocab)[0], "test_bpc": text_bpc(model, test_codes, vocab)[0]}
+
+    state = dict(trainer=trainer, stream=stream)
+    history = _in_pieces(checkpoint, arguments, state, steps, every, lambda n: train_windows(
+        state["trainer"], state["stream"], n, log_every, desc=f"text {method} T={window}", progress=progress,
+        evaluate=held_out if valid_codes is not None else None))
+    trainer = state["trainer"]
     history.meta["task"] = "text"
-    history.meta["test_bpc"], history.meta["test_accuracy"] = text_bpc(model, test_codes, vocab)
+    history.meta["test_bpc"], history.meta["test_accuracy"] = text_bpc(trainer.model, test_codes, vocab)
+    if valid_codes is not None:
+        history.meta["stopped_at"], history.meta["test_bpc_stopped"] = early_stopped(history)
     return trainer, history
+
+
+def early_stopped(history):
+    """(window step, test bits per character) at the log point with the lowest validation bits: early stopping
+    as the paper reports Penn Treebank, choosing the point on validation, never on the test text."""
+    valid = history.extra["valid_bpc"]
+    best = valid.index(min(valid))
+    return history.iteration[best], history.extra["test_bpc"][best]
 
 
 def _worker(job):

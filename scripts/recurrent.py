@@ -1,4 +1,4 @@
-"""The long recurrent tier (issue 27): copy and repeat-copy curricula at T = 2-5 over seeds, trained once, committed.
+"""The long recurrent tier (issue 27): copy and repeat-copy curricula at T = 2-5 and the character model, over seeds.
 
     make recurrent SG_SIZE=long                         # the whole plan: two one-thread workers, CPU hours, resumable
     python scripts/recurrent.py --size long --windows 2 3   # only part of the plan (here: the small windows first)
@@ -7,7 +7,9 @@
 
 One run is one curriculum: (task, method, window, seed), task copy or repeat copy, method truncated BPTT, DNI or
 DNI + Aux, at the size's characters, LSTM units and batch (`config.RECURRENT_TIER`, `recurrent_tier.settings`).
-The plan (`plan`) goes window by window from the smallest, because T = 2 and 3 are where the paper's gap is widest
+The character model comes first (`recurrent_tier.TEXT`: truncated BPTT and DNI on notebook 08's text at the tier's
+text windows, early-stopped on a validation half of the held-out text, `rnn.train_text`; an hour of one core in
+all). Then the plan (`plan`) goes window by window from the smallest, because T = 2 and 3 are where the paper's gap is widest
 and where a solved length N >= T means that an input and its answer never share a window; within a window, copy
 before repeat copy, seed by seed, every method, so that finished rows can be read while the rest trains.
 
@@ -23,6 +25,7 @@ accuracy at the next length, seconds, threads and CPU. helpers.recurrent_tier re
 lays out the report.
 """
 import argparse
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -36,7 +39,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
 
-from helpers import config, recurrent_tier, results, rnn  # noqa: E402
+from helpers import config, recurrent_tier, results, rnn, tasks  # noqa: E402
 from seeds import _alive, cpu_name, locked  # noqa: E402
 
 MAX_REPEATS = recurrent_tier.MAX_REPEATS
@@ -95,16 +98,26 @@ def train_one(size, run, device):
     checkpoint = checkpoint_file(size, run)
     if checkpoint.exists():
         print(f"{task} {method} T={window} seed {seed}: resuming from {checkpoint}", flush=True)
-    repeat = task == "repeat_copy"
     every = max(1, s["logs"] // CHECKPOINTS) * log_every
-    trainer, history = rnn.train_copy(
-        method, window, steps, checkpoint=checkpoint, checkpoint_every=every, hidden=s["hidden"], batch=s["batch"], lr=s["lr"], repeat=repeat,
-        max_repeats=s["max_repeats"] or MAX_REPEATS, threshold=s["threshold"], log_every=log_every, seed=seed,
-        progress=False, device=device, measure=method != "tbptt")
-    solved = history.meta["solved"]
+    common = dict(checkpoint=checkpoint, checkpoint_every=every, hidden=s["hidden"], batch=s["batch"], lr=s["lr"],
+                  log_every=log_every, seed=seed, progress=False, device=device)
+    if task == recurrent_tier.TEXT:
+        codes, vocab = text_codes(s["text_chars_max"])
+        trainer, history = rnn.train_text(method, window, steps, codes["train"], codes["test"], vocab,
+                                          valid_codes=codes["valid"], **common)
+        outcome = {"solved": None, "test_bpc": history.meta["test_bpc_stopped"],
+                   "test_bpc_end": history.meta["test_bpc"], "stopped_at": history.meta["stopped_at"] * window,
+                   "test_accuracy": history.meta["test_accuracy"]}
+    else:
+        repeat = task == "repeat_copy"
+        trainer, history = rnn.train_copy(
+            method, window, steps, repeat=repeat, max_repeats=s["max_repeats"] or MAX_REPEATS,
+            threshold=s["threshold"], measure=method != "tbptt", **common)
+        solved = history.meta["solved"]
+        outcome = {"solved": solved,
+                   "test_accuracy": rnn.copy_accuracy(trainer.model, solved + 1, repeat=repeat)}   # at the next length
     record = {"method": method, "layers": 1, "iterations": steps, "dataset": task, "window": window, "seed": seed,
-              "characters": steps * window, "solved": solved,
-              "test_accuracy": rnn.copy_accuracy(trainer.model, solved + 1, repeat=repeat),   # at the next length
+              "characters": steps * window, **outcome,
               "seconds": round(history.seconds[-1], 2), "threads": torch.get_num_threads(),
               "cpu": cpu_name() if torch.device(device).type == "cpu" else str(device), "settings": s,
               "history": history.as_dict()}
@@ -116,8 +129,20 @@ def train_one(size, run, device):
         results.save_results(path.stem, size, kept, sum(r.get("seconds", 0) for r in kept), device,
                              threads=torch.get_num_threads())
     checkpoint.unlink(missing_ok=True)
-    print(f"{task} {method} T={window} seed {seed}: solved {solved} ({history.seconds[-1]:.0f} s)", flush=True)
+    what = (f"held-out {record['test_bpc']:.3f} bits per character (early-stopped)" if task == recurrent_tier.TEXT
+            else f"solved {record['solved']}")
+    print(f"{task} {method} T={window} seed {seed}: {what} ({history.seconds[-1]:.0f} s)", flush=True)
     return record
+
+
+@functools.cache
+def text_codes(max_chars):
+    """The character model's text, encoded: {"train", "valid", "test"} and the alphabet's size. The held-out
+    tenth of notebook 08's text is split in two: validation (where a run stops early) and test (what it reports)."""
+    train, held_out, alphabet = tasks.load_text(max_chars=max_chars)
+    half = len(held_out) // 2
+    parts = {"train": train, "valid": held_out[:half], "test": held_out[half:]}
+    return {name: tasks.encode(text, alphabet) for name, text in parts.items()}, len(alphabet)
 
 
 def worker(size, index, queue):
@@ -135,6 +160,7 @@ def report(size):
     found = recurrent_tier.runs(size, results.RESULTS_DIR)
     for task in recurrent_tier.TASKS:
         print(recurrent_tier.table(found, task, size) + "\n")
+    print(recurrent_tier.text_table(found, size) + "\n")
     hours = sum(r["seconds"] for r in found) / 3600
     print(f"{len(found)} of {len(plan(size))} runs of the plan finished ({hours:.1f} core-hours of training). "
           f"Paper: {recurrent_tier.PAPER_SOURCE}.")
@@ -144,7 +170,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default=None, help="run size (default: $SG_SIZE, else quick)")
     parser.add_argument("--workers", type=int, default=2, help="one-thread processes sharing the plan")
-    parser.add_argument("--tasks", nargs="+", choices=recurrent_tier.TASKS, default=recurrent_tier.TASKS)
+    parser.add_argument("--tasks", nargs="+", choices=recurrent_tier.TASKS + (recurrent_tier.TEXT,),
+                        default=recurrent_tier.TASKS + (recurrent_tier.TEXT,))
     parser.add_argument("--methods", nargs="+", choices=rnn.METHODS, default=rnn.METHODS)
     parser.add_argument("--windows", nargs="+", type=int, default=None, help="only these windows T")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds")

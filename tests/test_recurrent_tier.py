@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import recurrent_tier, results, rnn
+from helpers import config, recurrent_tier, results, rnn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -170,7 +170,7 @@ def test_the_report_prints_the_papers_cells_beside_our_seeds(two_workers):
             for m in rnn.METHODS]
     assert " ".join(cells[:15]) == " ".join(ours), row
     assert "| 7 " in row and "| 16 " in row and row.endswith("| 2.3x"), "the paper's tBPTT 7 and DNI 16 at T = 2"
-    assert "arXiv v1" in first and "6 of 36 runs of the plan finished" in first
+    assert "arXiv v1" in first and "6 of 42 runs of the plan finished" in first
 
 
 def test_a_missing_results_file_names_the_command_that_makes_it(folders, monkeypatch):
@@ -219,3 +219,53 @@ def test_runs_with_other_settings_are_kept_but_not_counted(folders):
     assert [r["solved"] for r in recurrent_tier.runs("smoke", results.RESULTS_DIR)] == [1]
     assert [r["solved"] for r in recurrent_tier.superseded("smoke", results.RESULTS_DIR)] == [3]
     assert recurrent.finished("smoke") == {("copy", "dni", 2, 0)}
+
+
+def test_the_character_model_stops_early_on_validation_and_resumes_to_the_bit(tmp_path, one_thread):
+    """The tier's character model: held-out bits on validation and test at every log, the reported test bits taken
+    where validation is lowest (early stopping; never where the test bits are lowest), and in pieces with a
+    checkpoint the run `train_text` trains in one go, to the bit."""
+    text = "".join(chr(97 + (i * i + i // 7) % 26) for i in range(12_000))
+    codes = {name: torch.tensor([ord(c) - 97 for c in part]) for name, part in
+             (("train", text[:8_000]), ("valid", text[8_000:10_000]), ("test", text[10_000:]))}
+    options = dict(hidden=12, batch=4, lr=1e-2, log_every=5, seed=1, progress=False, device=CPU, valid_codes=codes["valid"])
+    whole, expected = rnn.train_text("dni", 3, 40, codes["train"], codes["test"], 26, **options)
+    pieces, history = rnn.train_text("dni", 3, 40, codes["train"], codes["test"], 26, checkpoint=tmp_path / "text.pt",
+                                     checkpoint_every=10, **options)
+    strip = [h.as_dict() | {"seconds": None} for h in (expected, history)]
+    assert strip[0] == strip[1] and len(history.extra["valid_bpc"]) == len(history.extra["test_bpc"]) == 8
+    assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), pieces.model.state_dict().values()))
+    valid, test = history.extra["valid_bpc"], history.extra["test_bpc"]
+    best = valid.index(min(valid))
+    assert history.meta["stopped_at"] == history.iteration[best] and history.meta["test_bpc_stopped"] == test[best]
+    assert history.meta["test_bpc"] == pytest.approx(test[-1]), "the bits at the end are the last log's"
+    made_up = rnn.History("dni", 1)
+    made_up.iteration, made_up.extra = [5, 10, 15], {"valid_bpc": [2.0, 1.8, 1.9], "test_bpc": [1.7, 1.9, 1.6]}
+    assert rnn.early_stopped(made_up) == (10, 1.9), "stopped where validation is lowest, not where the test is"
+
+
+def test_the_plan_trains_the_character_model_first_with_truncated_bptt_and_dni():
+    queue = recurrent.plan("long")
+    windows = config.RECURRENT_TIER["long"]["text_windows"]
+    text = [run for run in queue if run[0] == "text"]
+    assert queue[:len(text)] == text and len(text) == len(windows) * 3 * 2
+    assert {(m, w) for _, m, w, _ in text} == {(m, w) for m in ("tbptt", "dni") for w in windows}
+    assert [run for run in queue if run[0] != "text"] == recurrent.plan("long", tasks=recurrent_tier.TASKS)
+    assert recurrent_tier.settings("long", "text") != recurrent_tier.settings("long", "copy")
+
+
+def test_a_character_model_run_records_its_early_stopped_bits_and_the_report_shows_them(folders, one_thread, capsys):
+    run = ("text", "dni", recurrent_tier.windows("smoke", "text")[0], 0)
+    record = recurrent.train_one("smoke", run, CPU)
+    valid, test = record["history"]["extra"]["valid_bpc"], record["history"]["extra"]["test_bpc"]
+    assert record["test_bpc"] == test[valid.index(min(valid))] and record["solved"] is None
+    assert record["settings"] == json.loads(json.dumps(recurrent_tier.settings("smoke", "text")))
+    assert recurrent.finished("smoke") == {run} and not recurrent.checkpoint_file("smoke", run).exists()
+    recurrent.report("smoke")
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(f"  {run[2]}  ") and "|" in line and "." in line
+               and f"{record['test_bpc']:.3f}" in line)
+    paper = recurrent_tier.PAPER_TEXT
+    assert f". . . | {paper['tbptt'][run[2]]}" in row, "truncated BPTT not trained yet; the paper's cell beside it"
+    assert f"{record['test_bpc']:.3f} . . | {paper['dni'][run[2]]}" in row and row.endswith("- | -0.02"), row
+    assert "character model: held-out bits per character" in out
