@@ -266,3 +266,25 @@ def plot_levels(found, task="copy", size="long"):
         ax.set_title(f"T = {window}" + (f"\npaper: {paper}" if paper else ""), fontsize=9)
     return _finish(fig, axes, "characters read", "curriculum level (copy length N)",
                    f"{task.replace('_', '-')}: curriculum level over training  [run size: {size}]")
+
+
+def plot_text(found, size="long"):
+    """One panel per window T: each character-model run's held-out test bits per character over the characters
+    read (solid; seeds of a method share its colour), its validation bits (dotted), and a dot on the test curve
+    where the validation bits were lowest: the early-stopped number the table reports. Each panel's title gives
+    the paper's Penn Treebank cells (another corpus: compare the order of the methods, not the values)."""
+    fig, axes, panels = _panels([r for r in found if r["dataset"] == TEXT], "character-model runs")
+    for ax, window, runs in panels:
+        for r, _, label in runs:
+            h, color = r["history"], recurrent_color(r["method"])
+            characters = [s * window for s in h["iteration"]]
+            ax.plot(characters, h["extra"]["test_bpc"], color=color, lw=1.2, alpha=0.85, label=label)
+            ax.plot(characters, h["extra"]["valid_bpc"], color=color, lw=0.8, ls=":", alpha=0.7)
+            ax.plot([r["stopped_at"]], [r["test_bpc"]], "o", color=color, ms=5)
+        low = min(min(r["history"]["extra"]["test_bpc"]) for r, _, _ in runs)
+        ax.set_ylim(low - 0.05, low + 0.6)
+        paper = ", ".join(f"{RECURRENT_LABELS[m]} {PAPER_TEXT[m][window]}" for m in TEXT_METHODS if window in PAPER_TEXT[m])
+        ax.set_title(f"T = {window}" + (f"\npaper (Penn Treebank): {paper}" if paper else ""), fontsize=9)
+    return _finish(fig, axes, "characters read (per row of the batch)",
+                   "held-out bits per character\n(solid: test; dotted: validation)",
+                   f"character model: held-out bits over training, dots where validation is lowest  [run size: {size}]")

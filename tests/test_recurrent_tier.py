@@ -269,3 +269,8 @@ def test_a_character_model_run_records_its_early_stopped_bits_and_the_report_sho
     assert f". . . | {paper['tbptt'][run[2]]}" in row, "truncated BPTT not trained yet; the paper's cell beside it"
     assert f"{record['test_bpc']:.3f} . . | {paper['dni'][run[2]]}" in row and row.endswith("- | -0.02"), row
     assert "character model: held-out bits per character" in out
+    fig = recurrent_tier.plot_text([record], "smoke")
+    test_line, valid_line, dot = fig.axes[0].lines
+    assert list(test_line.get_ydata()) == test and list(valid_line.get_ydata()) == valid
+    assert list(dot.get_xdata()) == [record["stopped_at"]] and list(dot.get_ydata()) == [record["test_bpc"]]
+    assert "paper (Penn Treebank): truncated BPTT 1.37, DNI 1.35" in fig.axes[0].get_title() and "smoke" in fig._suptitle.get_text()
