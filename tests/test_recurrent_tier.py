@@ -269,8 +269,9 @@ def test_a_character_model_run_records_its_early_stopped_bits_and_the_report_sho
     assert f". . . | {paper['tbptt'][run[2]]}" in row, "truncated BPTT not trained yet; the paper's cell beside it"
     assert f"{record['test_bpc']:.3f} . . | {paper['dni'][run[2]]}" in row and row.endswith("- | -0.02"), row
     assert "character model: held-out bits per character" in out
-    fig = recurrent_tier.plot_text([record], "smoke")
+    early = dict(record, stopped_at=record["history"]["iteration"][1] * run[2], test_bpc=test[1])   # stopped mid-run
+    fig = recurrent_tier.plot_text([early], "smoke")
     test_line, valid_line, dot = fig.axes[0].lines
     assert list(test_line.get_ydata()) == test and list(valid_line.get_ydata()) == valid
-    assert list(dot.get_xdata()) == [record["stopped_at"]] and list(dot.get_ydata()) == [record["test_bpc"]]
+    assert list(dot.get_xdata()) == [early["stopped_at"]] and list(dot.get_ydata()) == [test[1]], "the dot: where it stopped"
     assert "paper (Penn Treebank): truncated BPTT 1.37, DNI 1.35" in fig.axes[0].get_title() and "smoke" in fig._suptitle.get_text()
