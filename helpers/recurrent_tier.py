@@ -287,4 +287,4 @@ def plot_text(found, size="long"):
         ax.set_title(f"T = {window}" + (f"\npaper (Penn Treebank): {paper}" if paper else ""), fontsize=9)
     return _finish(fig, axes, "characters read (per row of the batch)",
                    "held-out bits per character\n(solid: test; dotted: validation)",
-                   f"character model: held-out bits over training, dots where validation is lowest  [run size: {size}]")
+                   f"character model, held-out bits (dot: lowest validation)  [run size: {size}]")
