@@ -295,6 +295,7 @@ def recurrent_tier_section(directory=RESULTS):
     found = recurrent_tier.runs("long", directory)
     s = config.recurrent_tier_size("long")
     lr = recurrent_tier.settings("long", "copy")["lr"]           # the tier's own, as each run records it
+    text = recurrent_tier.settings("long", recurrent_tier.TEXT)
     hours = sum(r["seconds"] for r in found) / 3600
     return "\n".join([
         "## The recurrent tier beside the paper's recurrent table", "",
@@ -304,7 +305,13 @@ def recurrent_tier_section(directory=RESULTS):
         f"finished ({hours:.1f} core-hours of wall time, one thread each). Each cell: the longest length solved by "
         "each seed, then the paper's single run. A length N >= T is one whose every answer lies in a later window "
         f"than its vector. Paper: {recurrent_tier.PAPER_SOURCE}.", "",
-        "```", recurrent_tier.table(found, "copy"), "", recurrent_tier.table(found, "repeat_copy"), "```", ""])
+        "```", recurrent_tier.table(found, "copy"), "", recurrent_tier.table(found, "repeat_copy"), "```", "",
+        f"The character model (notebook 08's text, Python's documentation): truncated BPTT and DNI at T = "
+        f"{' and '.join(map(str, recurrent_tier.windows('long', recurrent_tier.TEXT)))}, {text['hidden']} units, "
+        f"Adam {text['lr']:g}, {text['characters']:,} characters per row of the batch; held out: {text['held_out']}. "
+        "Each cell: every seed's test bits per character where its validation bits were lowest, then the paper's "
+        "Penn Treebank cell (another corpus: compare the order of the methods, not the values).", "",
+        "```", recurrent_tier.text_table(found), "```", ""])
 
 
 def render(directory=RESULTS):
