@@ -149,3 +149,9 @@ def test_the_recurrent_tier_is_laid_out_beside_the_papers_table_with_every_seed(
     row = next(line for line in out.splitlines() if line.startswith("  2  ") and "| 16 " in line)
     assert row.split()[:10] == ["2", "0", ".", ".", "|", "7", "3", "4", ".", "|"], row
     assert "3 runs finished (1.5 core-hours" in out and "arXiv 1608.05343 v1" in out
+    text = {"method": "dni", "layers": 1, "iterations": 10, "test_accuracy": 0.5, "dataset": "text", "window": 5,
+            "seed": 1, "solved": None, "test_bpc": 1.7345, "seconds": 600.0, "settings": recurrent_tier.settings("long", "text")}
+    results.save_results("recurrent_long", "long", runs + [text], 1.0, "cpu", directory=tmp_path)
+    out = results_table.recurrent_tier_section(tmp_path)
+    row = next(line for line in out.splitlines() if line.startswith("  5  ") and "| 1.35 " in line)
+    assert row.split()[:10] == ["5", ".", ".", ".", "|", "1.37", ".", "1.734", ".", "|"], row
