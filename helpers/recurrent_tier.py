@@ -20,7 +20,7 @@ import json
 import statistics
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from . import config, results
 from .plots import RECURRENT_LABELS, recurrent_color
@@ -187,10 +187,11 @@ def histories(found, task):
 def cosine_by_level(run):
     """{level: mean cosine} of one run with a synthesizer: the synthetic gradient's cosine to the true discounted
     future gradient, averaged over the log points at which the curriculum was training that level (the probe
-    measures at the length being trained). Empty for truncated BPTT, which has no synthesizer."""
+    measures at the length being trained). Empty for truncated BPTT, which has no synthesizer, and for the
+    character model, which has no curriculum."""
     extra = run["history"]["extra"]
     by_level = {}
-    for level, cosine in zip(extra["level"], extra.get("cos_future", [])):
+    for level, cosine in zip(extra.get("level", []), extra.get("cos_future", [])):
         if cosine == cosine:                                   # a NaN: nothing measured at that log point
             by_level.setdefault(level, []).append(cosine)
     return {level: sum(values) / len(values) for level, values in sorted(by_level.items())}
@@ -283,6 +284,7 @@ def plot_text(found, size="long"):
             ax.plot([r["stopped_at"]], [r["test_bpc"]], "o", color=color, ms=5)
         low = min(min(r["history"]["extra"]["test_bpc"]) for r, _, _ in runs)
         ax.set_ylim(low - 0.05, low + 0.6)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         paper = ", ".join(f"{RECURRENT_LABELS[m]} {PAPER_TEXT[m][window]}" for m in TEXT_METHODS if window in PAPER_TEXT[m])
         ax.set_title(f"T = {window}" + (f"\npaper (Penn Treebank): {paper}" if paper else ""), fontsize=9)
     return _finish(fig, axes, "characters read (per row of the batch)",

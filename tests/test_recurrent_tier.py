@@ -199,6 +199,7 @@ def test_the_cosine_is_averaged_per_level_trained_and_skips_points_with_nothing_
     assert list(by_level) == [1, 2, 3]
     assert by_level[1] == pytest.approx(0.3) and by_level[2] == pytest.approx(0.0) and by_level[3] == 0.05
     assert recurrent_tier.cosine_by_level({"history": {"extra": {"level": [1, 2]}}}) == {}, "truncated BPTT: none"
+    assert recurrent_tier.cosine_by_level({"history": {"extra": {"valid_bpc": [2.0]}}}) == {}, "the character model: none"
 
 
 def test_notebook_08_draws_the_cosine_per_level_for_the_runs_with_a_synthesizer(two_workers):
