@@ -84,16 +84,12 @@ def plan(size, tasks=TASKS + (TEXT,), methods=METHODS, windows=None, seeds=None)
     """The tier's queue at `size`, in order: (task, method, window, seed) tuples; the character model first (its
     twelve runs cost about an hour of one core at the long size), then the copy tasks window by window from the
     smallest. The filters keep part of it. scripts/recurrent.py trains it; notebook 08 counts it."""
-    s = config.recurrent_tier_size(size)
-    by_task = {task: _windows(size, task) for task in tasks}
-    keep = (lambda window: windows is None or window in windows), (lambda seed: seeds is None or seed in seeds)
-    text = [(TEXT, method, window, seed) for window in by_task.pop(TEXT, []) if keep[0](window)
-            for seed in s["seeds"] if keep[1](seed) for method in methods if method in TEXT_METHODS]
-    return text + [(task, method, window, seed)
-                   for window in sorted(set().union(*by_task.values())) if keep[0](window)
-                   for task in by_task if window in by_task[task]
-                   for seed in s["seeds"] if keep[1](seed)
-                   for method in methods]
+    kept_seeds = [seed for seed in config.recurrent_tier_size(size)["seeds"] if seeds is None or seed in seeds]
+    by_task = {task: [w for w in _windows(size, task) if windows is None or w in windows] for task in tasks}
+    text = [(TEXT, method, window, seed) for window in by_task.pop(TEXT, [])
+            for seed in kept_seeds for method in methods if method in TEXT_METHODS]
+    return text + [(task, method, window, seed) for window in sorted(set().union(*by_task.values()))
+                   for task in by_task if window in by_task[task] for seed in kept_seeds for method in methods]
 
 
 def path(size="long", directory=None):

@@ -200,8 +200,8 @@ def table1_cells(net="fcn", depths=None, directory=None):
     """{(layers, method): (paper error, [our test errors by seed], our label)}: the one layout of Table 1, which
     `table1` prints and scripts/results_table.py renders into results/README.md. net "fcn" (3-6 layers; DNI as
     `dni_for_table` picks it) or "cnn" (3 and 4 layers: notebook 07's CNN at config.CNN_TIER's filters and
-    schedule, far smaller than the paper's). A file not written yet (the CNN rows come last in the tier's queue)
-    leaves its cells empty."""
+    schedule, far smaller than the paper's). The CNN rows' file, not written until the end of the tier's queue,
+    leaves their cells empty until it is; a missing FCN file raises `runs`' error (it is committed)."""
     cells = {}
     for layers in depths or ((3, 4) if net == "cnn" else (3, 4, 5, 6)):
         for method in TABLE1_METHODS:
@@ -212,6 +212,8 @@ def table1_cells(net="fcn", depths=None, directory=None):
             try:
                 values = accuracies(label, layers, "long", "cnn" if net == "cnn" else "test", directory)
             except FileNotFoundError:
+                if net != "cnn":
+                    raise
                 values = []
             cells[layers, method] = (PAPER_TABLE1[net, layers][method], [100 * (1 - v) for v in values], label)
     return cells

@@ -235,7 +235,6 @@ def seeds_table(record):
 
 def _cell(errors, paper_error):
     """One cell of the side-by-side Table 1: our test error over seeds (mean, range) and reference.mark's verdict."""
-    errors = list(errors)
     return (f"{statistics.fmean(errors):.2f} ({min(errors):.2f}-{max(errors):.2f}), n={len(errors)}: "
             f"{reference.mark_errors(errors, paper_error)}")
 

@@ -165,3 +165,6 @@ def test_the_cnn_rows_of_table1_read_their_own_file_once_it_exists(tier, capsys)
     assert set(cells) == {(n, m) for n in (3, 4) for m in ("nobackprop", "backprop", "dni", "cdni")}
     assert cells[3, "backprop"][0] == 0.8 and [round(e, 2) for e in cells[3, "backprop"][1]] == [1.0, 0.9, 0.7]
     assert cells[4, "backprop"][1] == [] and "not yet in the reference tier" in capsys.readouterr().out
+    (tier / "seeds_long.json").unlink()
+    with pytest.raises(FileNotFoundError, match="make seeds SG_SIZE=long"):
+        reference.table1_cells("fcn")                     # the FCN runs are committed: missing is an error, not "not yet"
