@@ -120,9 +120,14 @@ def test_the_queue_skips_finished_and_claimed_runs_and_waits_for_the_search(tmp_
     assert seeds._claim(size) == ("dni_paper", 3, "test", 0)
 
 
-def test_the_cnn_rows_close_the_queue_on_their_own_schedule():
-    cnn = [item for item in seeds.PLAN["long"] if item[2] == "cnn"]
-    assert seeds.PLAN["long"][-len(cnn):] == cnn and len(cnn) == 24, "last: 4 methods x 2 depths x 3 seeds"
+def test_the_cnn_rows_come_before_the_costly_search_on_their_own_schedule():
+    plan = seeds.PLAN["long"]
+    cnn = [item for item in plan if item[2] == "cnn"]
+    first = plan.index(cnn[0])
+    assert plan[first:first + len(cnn)] == cnn and len(cnn) == 24, "together: 4 methods x 2 depths x 3 seeds"
+    assert plan[first + len(cnn):first + len(cnn) + 3] == [("dni_paper", n, "validation", 0) for n in (4, 5, 6)], \
+        "then the 2x1024 search at 4-6 layers"
+    assert len(plan) == len(set(plan)) == 138, "every run once"
     assert {(label, layers) for label, layers, _, _ in cnn} == {(f"cnn_{m}", n) for m in
                                                               ("backprop", "nobackprop", "dni", "cdni") for n in (3, 4)}
     size = config.run_size("long")
