@@ -123,28 +123,34 @@ def compare(a, b, layers=3, method_a=None, method_b=None):
 
 def _family(label):
     """The method a label of scripts/seeds.py belongs to, for its colour (plots.METHOD_COLORS)."""
-    base = label.split("_p")[0]
+    base = label.removeprefix("cnn_").split("_p")[0]
     return "dni" if base.startswith("dni") else "dgl_buffer" if base.startswith("dgl_buffer") else base
 
 
 def _method(label):
     """The paper's Table 1 column a label of scripts/seeds.py stands in: its DNI column used the 2x1024 synthesizer
-    (`dni_paper`); DNI with a smaller synthesizer has no cell of its own there."""
+    (`dni_paper`); DNI with a smaller synthesizer has no cell of its own there. The CNN rows' labels ("cnn_dni")
+    stand in their method's column of the table's CNN block."""
+    label = label.removeprefix("cnn_")
     return "dni" if label == "dni_paper" else label
 
 
-def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None, ylim=None):
-    """Test accuracy to 25,000 iterations for each of `labels` at `layers` (every seed of the long size, thin
-    solid lines), this notebook's quick runs over them (`quick`: {label: History}, dashed, ending at the quick
-    size's last iteration) and the paper's Table 1 cell as a marker at the right edge where it has one."""
+def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None, ylim=None, split="test"):
+    """Test accuracy to the end of the long schedule for each of `labels` at `layers` (every seed of the long size,
+    thin solid lines), this notebook's quick runs over them (`quick`: {label: History}, dashed, ending at the quick
+    size's last iteration) and the paper's Table 1 cell as a marker at the right edge where it has one. split
+    "test": the MNIST FCN (25,000 iterations; notebooks 01-06, 09, 10); "cnn": the CNN rows (notebook 07)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 4.4))
     names = names or {}
+    net = "cnn" if split == "cnn" else "fcn"
+    long = {label: seeds_of(label, layers, "long", split) for label in labels}
+    end = max((run["history"]["iteration"][-1] for found in long.values() for run in found), default=25_000)
     lows = []
     for label in labels:
         method = _method(label)
         color = method_color(_family(label))
-        for k, run in enumerate(seeds_of(label, layers, "long")):
+        for k, run in enumerate(long[label]):
             h = run["history"]
             ax.plot(h["iteration"], h["test_accuracy"], color=color, lw=1.1, alpha=0.85,
                     label=f"{names.get(label, label)}, long (seeds)" if k == 0 else None)
@@ -154,19 +160,19 @@ def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None
             ax.plot(h.iteration, h.test_accuracy, color=color, lw=1.6, ls="--",
                     label=f"{names.get(label, label)}, quick (this notebook)")
             lows.append(min(h.test_accuracy[len(h.test_accuracy) // 2:]))     # its second half stays in view
-        paper = paper_accuracy(method, layers)
+        paper = paper_accuracy(method, layers, net)
         if paper is not None:
-            ax.plot([25_600], [paper], marker="<", ms=8, color=color, clip_on=False, ls="none")
+            ax.plot([end * 1.024], [paper], marker="<", ms=8, color=color, clip_on=False, ls="none")
     if quick:
         ax.axvline(max(h.iteration[-1] for h in quick.values()), color="#999999", lw=0.8, ls=":")
-    ax.set_xlim(0, 26_000)
+    ax.set_xlim(0, end * 1.04)
     if ylim is None and lows:
         ylim = (max(0.0, min(lows) - 0.005), None)
     if ylim:
         ax.set_ylim(*ylim)
     ax.set_xlabel("iteration\n(dotted: where the quick size stops; triangles: the paper's Table 1, 500k)", fontsize=9)
     ax.set_ylabel("test accuracy")
-    ax.set_title((title or f"{layers}-layer MNIST FCN: the quick runs inside the long ones") + "  [run size: long + quick]",
+    ax.set_title((title or f"{layers}-layer MNIST {net.upper()}: the quick runs inside the long ones") + "  [run size: long + quick]",
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="lower right")

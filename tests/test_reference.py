@@ -97,6 +97,18 @@ def test_plot_converged_draws_every_seed_the_quick_run_and_the_papers_marker(tie
     assert low.axes[0].get_ylim()[0] <= 0.95, "a quick run far below the long ones stays in view"
 
 
+def test_plot_converged_draws_the_cnn_rows_on_their_own_schedule_beside_the_papers_cnn_cells(tier):
+    cnn = [dict(run(f"cnn_{m}", 3, s, a), history={"iteration": [2500, 5000], "test_accuracy": [a - 0.01, a]})
+           for m, a in (("backprop", 0.99), ("dni", 0.97)) for s in range(3)]
+    write(tier, "cnn_long", cnn)
+    fig = reference.plot_converged(["cnn_backprop", "cnn_dni"], 3, split="cnn")
+    ax = fig.axes[0]
+    assert ax.get_xlim()[1] == pytest.approx(5_200), "the axis ends with the CNN schedule, not at 25,000"
+    markers = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_marker() == "<")
+    assert markers == pytest.approx([0.991, 0.992]), "the paper's CNN cells (DNI 0.9%, backprop 0.8% error)"
+    assert "MNIST CNN" in ax.get_title()
+
+
 def test_the_validation_split_never_touches_the_test_set():
     x = torch.arange(20.0).view(20, 1, 1, 1)
     y = torch.arange(20)
