@@ -173,7 +173,7 @@ def test_a_cnn_row_is_trained_into_its_own_file_and_leaves_the_fcn_runs_alone(tm
 
 def test_the_cnn_rows_of_table1_read_their_own_file_once_it_exists(tier, capsys):
     out = results_table.table1(tier)
-    assert "| CNN | 3 | 0.9 | not yet (below) |" in out and "queued last in the reference tier" in out
+    assert "| CNN | 3 | 0.9 | not yet (below) |" in out and "queued in the reference tier" in out
     assert all(not ours for _, ours, _ in reference.table1("cnn").values()), "nothing before the file exists"
     write(tier, "cnn_long", [run("cnn_backprop", 3, s, a, "backprop") for s, a in enumerate([0.990, 0.991, 0.993])])
     row = next(line for line in results_table.table1(tier).splitlines() if line.startswith("| CNN | 3 |"))
