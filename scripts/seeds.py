@@ -10,8 +10,8 @@ The long size's queue (`PLAN`, in order): the paper's Table 1 block (backprop, n
 every other FCN method a notebook compares at 3 layers, DNI's synthesizer depth searched over 0, 1 and 2 hidden
 layers on a validation split (the last 10,000 training images held out, never the test set; seed 0) with the paper's
 MNIST CNN rows (3 and 4 layers: backprop, no backprop, DNI, cDNI; their own schedule, `config.CNN_TIER`: notebook
-07's CNN at 16 filters, 5,000 iterations) before its costly 2x1024 runs at 4-6 layers, then DNI at 3-6 layers with
-the depth that search chose. A worker claims the first run nobody has finished or is running,
+07's CNN at 16 filters, 5,000 iterations) and DNI at 3-6 layers with the depth that search chose (each depth as soon
+as its search is complete) before the search's costly 2x1024 runs at the depths still open. A worker claims the first run nobody has finished or is running,
 so `--workers 2` (two processes) share the queue; a run killed half-way resumes from its last checkpoint
 (every 5,000 iterations, in checkpoints/reference/), and a finished run is never trained again.
 
@@ -101,8 +101,10 @@ def _plan():
     # The CNN rows (~5 minutes a run) before the 2x1024 search at 4-6 layers (over an hour a run at one thread):
     # a whole block of Table 1 lands for the price of two search runs.
     plan += [(label, layers, "cnn", seed) for layers in (3, 4) for label in CNN_LABELS for seed in SEEDS]
-    plan += [("dni_paper", layers, "validation", 0) for layers in (4, 5, 6)]
+    # DNI's test seeds at a depth as soon as the search there is complete (a worker skips a depth whose search is
+    # not), so that a Table 1 cell lands before the next depth's search.
     plan += [("dni_chosen", layers, "test", seed) for layers in (3, 4, 5, 6) for seed in SEEDS]
+    plan += [("dni_paper", layers, "validation", 0) for layers in (4, 5, 6)]
     return plan
 
 

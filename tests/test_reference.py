@@ -137,8 +137,9 @@ def test_the_cnn_rows_come_before_the_costly_search_on_their_own_schedule():
     cnn = [item for item in plan if item[2] == "cnn"]
     first = plan.index(cnn[0])
     assert plan[first:first + len(cnn)] == cnn and len(cnn) == 24, "together: 4 methods x 2 depths x 3 seeds"
-    assert plan[first + len(cnn):first + len(cnn) + 3] == [("dni_paper", n, "validation", 0) for n in (4, 5, 6)], \
-        "then the 2x1024 search at 4-6 layers"
+    chosen = [("dni_chosen", n, "test", s) for n in (3, 4, 5, 6) for s in (0, 1, 2)]
+    assert plan[first + len(cnn):] == chosen + [("dni_paper", n, "validation", 0) for n in (4, 5, 6)], \
+        "then DNI's seeds at each depth whose search is complete, then the 2x1024 search at 4-6 layers"
     assert len(plan) == len(set(plan)) == 138, "every run once"
     assert {(label, layers) for label, layers, _, _ in cnn} == {(f"cnn_{m}", n) for m in
                                                               ("backprop", "nobackprop", "dni", "cdni") for n in (3, 4)}
