@@ -206,8 +206,8 @@ def table1_cells(net="fcn", depths=None, directory=None):
     """{(layers, method): (paper error, [our test errors by seed], our label)}: the one layout of Table 1, which
     `table1` prints and scripts/results_table.py renders into results/README.md. net "fcn" (3-6 layers; DNI as
     `dni_for_table` picks it) or "cnn" (3 and 4 layers: notebook 07's CNN at config.CNN_TIER's filters and
-    schedule, far smaller than the paper's). The CNN rows' file, not written until the end of the tier's queue,
-    leaves their cells empty until it is; a missing FCN file raises `runs`' error (it is committed)."""
+    schedule, far smaller than the paper's). A missing CNN rows' file (the tier trains them after the FCN block)
+    leaves their cells empty; a missing FCN file raises `runs`' error (it is committed)."""
     cells = {}
     for layers in depths or ((3, 4) if net == "cnn" else (3, 4, 5, 6)):
         for method in TABLE1_METHODS:

@@ -281,8 +281,8 @@ def _cnn_note(cnn_runs):
     what = (f"notebook 07's CNN at {tier['channels']} filters (the paper: 128), {tier['schedule'].describe()} "
             "(the paper: 500k iterations), seeds 0-2")
     if not cnn_runs:
-        return (f"- CNN rows: queued in the reference tier before DNI's 2x1024 search at 4-6 layers ({what}; about 2 "
-                "core-hours on one thread), not trained yet; notebook 07 trains the quick CNN (one seed).")
+        return (f"- CNN rows: queued in the reference tier ({what}; about 2 core-hours on one thread), not trained "
+                "yet; notebook 07 trains the quick CNN (one seed).")
     return (f"- CNN rows: {what}; {len(cnn_runs)} of 24 runs finished; notebook 07 draws them beside its quick runs. "
             "Read them as a trend, not against the paper's decimals.")
 
