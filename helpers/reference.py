@@ -146,7 +146,7 @@ def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None
     net = "cnn" if split == "cnn" else "fcn"
     long = {label: seeds_of(label, layers, "long", split) for label in labels}
     end = max((run["history"]["iteration"][-1] for found in long.values() for run in found), default=25_000)
-    lows = []
+    lows, papers = [], 0
     for label in labels:
         method = _method(label)
         color = method_color(_family(label))
@@ -162,6 +162,7 @@ def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None
             lows.append(min(h.test_accuracy[len(h.test_accuracy) // 2:]))     # its second half stays in view
         paper = paper_accuracy(method, layers, net)
         if paper is not None:
+            papers += 1
             ax.plot([end * 1.024], [paper], marker="<", ms=8, color=color, clip_on=False, ls="none")
     if quick:
         ax.axvline(max(h.iteration[-1] for h in quick.values()), color="#999999", lw=0.8, ls=":")
@@ -170,10 +171,12 @@ def plot_converged(labels, layers=3, quick=None, names=None, ax=None, title=None
         ylim = (max(0.0, min(lows) - 0.005), None)
     if ylim:
         ax.set_ylim(*ylim)
-    ax.set_xlabel("iteration\n(dotted: where the quick size stops; triangles: the paper's Table 1, 500k)", fontsize=9)
+    keys = (["dotted: where the quick size stops"] if quick else []) + (["triangles: the paper's Table 1, 500k"] if papers else [])
+    ax.set_xlabel("iteration" + (f"\n({'; '.join(keys)})" if keys else ""), fontsize=9)   # only what this panel draws
     ax.set_ylabel("test accuracy")
-    ax.set_title((title or f"{layers}-layer MNIST {net.upper()}: the quick runs inside the long ones") + "  [run size: long + quick]",
-                 fontsize=10)
+    sizes = "long + quick" if quick else "long"
+    default = f"{layers}-layer MNIST {net.upper()}: " + ("the quick runs inside the long ones" if quick else "the long runs")
+    ax.set_title((title or default) + f"  [run size: {sizes}]", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="lower right")
     return ax.figure

@@ -10,8 +10,9 @@ The long size's queue (`PLAN`, in order): the paper's Table 1 block (backprop, n
 every other FCN method a notebook compares at 3 layers, DNI's synthesizer depth searched over 0, 1 and 2 hidden
 layers on a validation split (the last 10,000 training images held out, never the test set; seed 0) with the paper's
 MNIST CNN rows (3 and 4 layers: backprop, no backprop, DNI, cDNI; their own schedule, `config.CNN_TIER`: notebook
-07's CNN at 16 filters, 5,000 iterations) and DNI at 3-6 layers with the depth that search chose (each depth as soon
-as its search is complete) before the search's costly 2x1024 runs at the depths still open. A worker claims the first run nobody has finished or is running,
+07's CNN at 16 filters, 5,000 iterations), DNI at 3-6 layers with the depth that search chose (each depth as soon
+as its search is complete) and notebook 10's CNN comparison (DGL, DNI with one convolution; 3 layers, the CNN rows'
+schedule) before the search's costly 2x1024 runs at the depths still open. A worker claims the first run nobody has finished or is running,
 so `--workers 2` (two processes) share the queue; a run killed half-way resumes from its last checkpoint
 (every 5,000 iterations, in checkpoints/reference/), and a finished run is never trained again.
 
@@ -64,7 +65,11 @@ METHODS = {
 # filters set by config.CNN_TIER in train_one.
 CNN_LABELS = {"cnn_backprop": ("backprop", {}), "cnn_nobackprop": ("nobackprop", {}),
               "cnn_dni": ("dni", {"hidden_layers": 2}), "cnn_cdni": ("cdni", {"hidden_layers": 0})}
+# Notebook 10's CNN comparison on the same CNN and schedule (3 layers): DGL, and DNI with notebook 10's synthesizer
+# (one 5x5 convolution, no hidden layer) beside the rows above.
+CNN_AFTER = {"cnn_dgl": ("dgl", {}), "cnn_dni_linear": ("dni", {"hidden_layers": 0})}
 METHODS.update(CNN_LABELS)
+METHODS.update(CNN_AFTER)
 DNI_DEPTHS = {"dni_linear": 0, "dni_1x1024": 1, "dni_paper": 2}     # the paper's search: 0-2 hidden layers
 QUICK = ["backprop", "nobackprop", "dni_paper", "dni_linear", "cdni", "synthetic_loss", "critic", "fa", "dfa",
          "full_unlock", "dgl", "dgl_buffer4", "dgl_buffer16",
@@ -75,7 +80,8 @@ SYNTHESIZER = {"dni_paper": "2 hidden x 1024, BatchNorm", "dni_1x1024": "1 hidde
                "full_unlock": "linear + label; input synthesizers 1 hidden x 256",
                "dni_p0.5": "linear", "dni_p0.2": "linear", "cdni_p0.5": "linear + label", "cdni_p0.2": "linear + label",
                "dgl": "linear head", "dgl_buffer4": "linear head, buffer 4", "dgl_buffer16": "linear head, buffer 16",
-               "cnn_dni": "2 hidden 5x5 conv layers, BatchNorm", "cnn_cdni": "5x5 conv + label"}
+               "cnn_dni": "2 hidden 5x5 conv layers, BatchNorm", "cnn_cdni": "5x5 conv + label",
+               "cnn_dni_linear": "5x5 conv", "cnn_dgl": "1x1 conv head (dgl.aux_head)"}
 SEEDS = [0, 1, 2]
 VALIDATION = 10_000          # training images held out for the synthesizer-depth search
 CHECKPOINT_EVERY = 5_000
@@ -104,6 +110,8 @@ def _plan():
     # DNI's test seeds at a depth as soon as the search there is complete (a worker skips a depth whose search is
     # not), so that a Table 1 cell lands before the next depth's search.
     plan += [("dni_chosen", layers, "test", seed) for layers in (3, 4, 5, 6) for seed in SEEDS]
+    # Notebook 10's CNN comparison at the CNN rows' schedule (~5 minutes a run), before the hour-long search runs.
+    plan += [(label, 3, "cnn", seed) for label in CNN_AFTER for seed in SEEDS]
     plan += [("dni_paper", layers, "validation", 0) for layers in (4, 5, 6)]
     return plan
 

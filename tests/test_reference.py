@@ -107,6 +107,10 @@ def test_plot_converged_draws_the_cnn_rows_on_their_own_schedule_beside_the_pape
     markers = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_marker() == "<")
     assert markers == pytest.approx([0.991, 0.992]), "the paper's CNN cells (DNI 0.9%, backprop 0.8% error)"
     assert "MNIST CNN" in ax.get_title()
+    assert "dotted" not in ax.get_xlabel() and "quick" not in ax.get_title(), "no quick run, so no key for one"
+    assert "triangles" in ax.get_xlabel()
+    quick = reference.plot_converged(["backprop"], 3, quick={"backprop": type("Q", (), {"iteration": [1], "test_accuracy": [0.9]})})
+    assert "dotted" in quick.axes[0].get_xlabel() and "long + quick" in quick.axes[0].get_title()
 
 
 def test_the_validation_split_never_touches_the_test_set():
@@ -134,13 +138,14 @@ def test_the_queue_skips_finished_and_claimed_runs_and_waits_for_the_search(tmp_
 
 def test_the_cnn_rows_come_before_the_costly_search_on_their_own_schedule():
     plan = seeds.PLAN["long"]
-    cnn = [item for item in plan if item[2] == "cnn"]
+    cnn = [item for item in plan if item[2] == "cnn" and item[0] in seeds.CNN_LABELS]
     first = plan.index(cnn[0])
     assert plan[first:first + len(cnn)] == cnn and len(cnn) == 24, "together: 4 methods x 2 depths x 3 seeds"
     chosen = [("dni_chosen", n, "test", s) for n in (3, 4, 5, 6) for s in (0, 1, 2)]
-    assert plan[first + len(cnn):] == chosen + [("dni_paper", n, "validation", 0) for n in (4, 5, 6)], \
-        "then DNI's seeds at each depth whose search is complete, then the 2x1024 search at 4-6 layers"
-    assert len(plan) == len(set(plan)) == 138, "every run once"
+    after = [(label, 3, "cnn", s) for label in ("cnn_dgl", "cnn_dni_linear") for s in (0, 1, 2)]   # notebook 10's
+    assert plan[first + len(cnn):] == chosen + after + [("dni_paper", n, "validation", 0) for n in (4, 5, 6)], \
+        "then DNI's seeds at each depth whose search is complete, notebook 10's CNN runs, the 2x1024 search at 4-6 layers"
+    assert len(plan) == len(set(plan)) == 144, "every run once"
     assert {(label, layers) for label, layers, _, _ in cnn} == {(f"cnn_{m}", n) for m in
                                                               ("backprop", "nobackprop", "dni", "cdni") for n in (3, 4)}
     size = config.run_size("long")
@@ -183,6 +188,12 @@ def test_the_cnn_rows_of_table1_read_their_own_file_once_it_exists(tier, capsys)
     assert set(cells) == {(n, m) for n in (3, 4) for m in ("nobackprop", "backprop", "dni", "cdni")}
     assert cells[3, "backprop"][0] == 0.8 and [round(e, 2) for e in cells[3, "backprop"][1]] == [1.0, 0.9, 0.7]
     assert cells[4, "backprop"][1] == [] and "not yet in the reference tier" in capsys.readouterr().out
+    assert "3 of 24 runs finished" in results_table.table1(tier)
+    write(tier, "cnn_long", [run("cnn_backprop", 3, s, a, "backprop") for s, a in enumerate([0.990, 0.991, 0.993])]
+          + [run("cnn_dgl", 3, 0, 0.98, "dgl")])
+    out = results_table.table1(tier)
+    assert "3 of 24 runs finished" in out and "1 of notebook 10's 6 CNN runs" in out, "notebook 10's runs counted apart"
+    assert "| 0.8 | 0.87 (0.70-1.00), n=3: within our spread |" in out
     (tier / "seeds_long.json").unlink()
     with pytest.raises(FileNotFoundError, match="make seeds SG_SIZE=long"):
         reference.table1_cells("fcn")                     # the FCN runs are committed: missing is an error, not "not yet"
