@@ -148,7 +148,7 @@ def synthetic_loss(layers=3, critic=True):
 
 
 def full_unlock(layers=3):
-    """The complete unlock (Jaderberg et al. 2016, section 3.3): block i > 1 reads a synthetic input I_i(x),
+    """The complete unlock (Jaderberg et al. 2016): block i > 1 reads a synthetic input I_i(x),
     predicted from the data, instead of the block below's output, and updates from a label-conditioned
     synthetic gradient M_i(h_i, y). No forward edge joins two blocks: what block i-1 computes is only I_i's
     regression target (dotted red), and the gradient at block i+1's input only M_i's (sent down, late)."""

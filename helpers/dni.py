@@ -1,4 +1,4 @@
-"""Update-unlocked training with synthetic gradients: DNI and cDNI (Jaderberg et al. 2016, section 3.1).
+"""Update-unlocked training with synthetic gradients: DNI and cDNI (Jaderberg et al. 2016, feed-forward nets).
 
 `DNI` is a learner for `training.train`. A decoupled interface sits after every hidden block. Each block
 updates as soon as it has run forward, from its synthetic gradient M_i(h_i); its input is detached, so

@@ -2,7 +2,7 @@
 
 Each model is an `nn.Sequential` whose items are the blocks between which a network can be cut: a
 decoupled neural interface sits after any block but the last. Depth is counted as the paper counts it
-(Jaderberg et al. 2016, section 3.1): the output layer is included, so a "3-layer FCN" has two hidden
+(Jaderberg et al. 2016, the feed-forward experiments): the output layer is included, so a "3-layer FCN" has two hidden
 blocks and one output block, and `layers` in every results file means this count. Notebooks 00-09;
 the recurrent model of notebook 08 is `rnn.RecurrentModel`.
 """

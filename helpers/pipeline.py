@@ -6,7 +6,7 @@ same batch order from the seed, so only activations travel up and gradients trav
 
 - locked: stage k waits for the true gradient of its output before it updates (update locking). The
   updates are exactly backprop's (a test compares the parameters with single-process training).
-- decoupled (Jaderberg et al. 2016, section 3.2 and figure 1): stage k sends its output up without
+- decoupled (Jaderberg et al. 2016, the decoupled interface between modules): stage k sends its output up without
   waiting, updates at once from its own synthesizer M_k(h_k, y), and sends the gradient at its input
   down (true at the top stage, bootstrapped below). The gradient for its own output arrives later,
   `staleness` steps late; it then trains M_k on that batch's activations and labels, with M_k's current

@@ -1,5 +1,5 @@
 """Recurrent networks with synthetic gradients: truncated BPTT whose window boundary gets a predicted
-gradient from the future (Jaderberg et al. 2016, section 3.2 and its RNN figure).
+gradient from the future (Jaderberg et al. 2016, the recurrent-network experiments and their figure).
 
 An LSTM reads an endless stream in windows of T steps. Plain truncated BPTT carries the state (h, c)
 from one window to the next but cuts the graph there, so no loss more than T steps ahead ever reaches a

@@ -102,7 +102,7 @@ class GradientSynthesizer(nn.Module):
 
 class InputSynthesizer(nn.Module):
     """I(x) ≈ a block's input, from the flattened data x: the forward half of the complete unlock
-    (Jaderberg et al. 2016, section 3.3). Linear or an MLP; unlike the gradient synthesizers, its last
+    (Jaderberg et al. 2016, the complete unlock). Linear or an MLP; unlike the gradient synthesizers, its last
     layer keeps PyTorch's ordinary random initialisation.
 
     The paper zero-initialises *gradient* synthesizers so that an untrained DNI is no backprop: a zero

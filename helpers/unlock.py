@@ -1,4 +1,4 @@
-"""The complete unlock: synthetic inputs and synthetic gradients (Jaderberg et al. 2016, section 3.3).
+"""The complete unlock: synthetic inputs and synthetic gradients (Jaderberg et al. 2016, the feed-forward experiments).
 
 Every block i > 0 gets an input synthesizer I_i(x) that predicts its input from the data x, and every
 hidden block a label-conditioned gradient synthesizer M_i(h_i, y). A block's update then needs only x, y

@@ -1,7 +1,7 @@
 """Blocks that update rarely, or at their own rate: stochastic and multi-rate updates (notebook 09).
 
 A decoupled interface means a block never waits for the others, so nothing forces every block to update
-at every step. The paper's multi-network experiments (Jaderberg et al. 2016, section 3.4) and
+at every step. The paper's multi-network experiments (Jaderberg et al. 2016) and
 Nitarshan Rajkumar's notebook (each layer updates with probability 0.2 per step) test exactly this.
 Here it is a thin layer over the existing learners: each block's optimizer (and its synthesizer's) is
 wrapped in a `Gate` that lets a step through or not. Gradients are still computed for every block, so
