@@ -1,4 +1,4 @@
-"""Sequence tasks for the recurrent experiments (Jaderberg et al. 2016, the recurrent experiments), all offline.
+"""Sequence tasks for the recurrent experiments (Jaderberg et al. 2016), all offline.
 
 - Copy (Graves et al. 2014, the Neural Turing Machine's task): N random binary vectors, a delimiter,
   then the network must write the N vectors back while its input is blank.
