@@ -132,7 +132,7 @@ def ratio(dni, tbptt):
 def table(found, task, size="long"):
     """The paper's layout as text: one row per window T, one column per method; in each cell every seed's
     longest solved length ('.' = not trained yet) and, after '|', the paper's cell; then DNI / truncated BPTT
-    (ratio of medians), ours and the paper's."""
+    (ratio of medians), ours ("-" until every seed of both has landed) and the paper's."""
     seeds = config.recurrent_tier_size(size)["seeds"]
     rows = {}
     for window in sorted({r["window"] for r in found if r["dataset"] == task} | set(windows(size, task))):
@@ -140,7 +140,9 @@ def table(found, task, size="long"):
         cells = [f"{' '.join(str(mine[m].get(s, '.')) for s in seeds)} | {PAPER[task][m].get(window, '-')}"
                  for m in METHODS]
         paper = [[PAPER[task][m][window]] if window in PAPER[task][m] else [] for m in ("dni", "tbptt")]
-        rows[window] = cells + [f"{ratio(list(mine['dni'].values()), list(mine['tbptt'].values()))} | {ratio(*paper)}"]
+        complete = all(len(mine[m]) == len(seeds) for m in ("dni", "tbptt"))     # a ratio only over every seed
+        ours = ratio(list(mine["dni"].values()), list(mine["tbptt"].values())) if complete else "-"
+        rows[window] = cells + [f"{ours} | {ratio(*paper)}"]
     width = max([len(RECURRENT_LABELS[m]) for m in METHODS] + [len(c) for cells in rows.values() for c in cells]) + 3
     lines = [f"{task.replace('_', ' ')}: longest length solved (ours: seeds {' '.join(map(str, seeds))}, "
              f"'.' not trained yet | the paper, arXiv v1, one run)",

@@ -173,6 +173,17 @@ def test_the_report_prints_the_papers_cells_beside_our_seeds(two_workers):
     assert "arXiv v1" in first and "6 of 42 runs of the plan finished" in first
 
 
+def test_our_ratio_waits_for_every_seed_of_both_methods():
+    def run(method, seed, solved):
+        return {"dataset": "copy", "method": method, "window": 2, "seed": seed, "solved": solved}
+    found = [run("tbptt", s, 1) for s in (0, 1, 2)] + [run("dni", s, 2) for s in (0, 1)]
+    row = next(line for line in recurrent_tier.table(found, "copy").splitlines() if line.startswith("  2  "))
+    assert row.endswith("  - | 2.3x"), f"two DNI seeds of three: no ratio of ours yet: {row}"
+    row = next(line for line in recurrent_tier.table(found + [run("dni", 2, 3)], "copy").splitlines()
+               if line.startswith("  2  "))
+    assert row.endswith("  2.0x | 2.3x"), row
+
+
 def test_a_missing_results_file_names_the_command_that_makes_it(folders, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"make recurrent SG_SIZE=long"):
         recurrent_tier.runs("long", folders)
