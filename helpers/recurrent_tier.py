@@ -14,7 +14,8 @@ Here, for notebook 08 and the script's `--report`: `runs` loads the file, `PAPER
 `PAPER_SOURCE`, `table` lays ours beside them as the paper does (rows: window T; columns: method),
 `plot_levels` draws the level over characters read, one panel per window, and `cosine_by_level` /
 `plot_cosine_by_level` give the synthetic gradient's cosine at each level it trained (not one average over a
-whole curriculum, which mixes the easy early levels with the one the run is stuck at).
+whole curriculum, which mixes the easy early levels with the one the run is stuck at); `error_at_level` /
+`plot_error_at_level` follow the error on one length, to tell a run still learning from one that has stopped.
 """
 import json
 import statistics
@@ -265,6 +266,38 @@ def plot_levels(found, task="copy", size="long"):
         ax.set_title(f"T = {window}" + (f"\npaper: {paper}" if paper else ""), fontsize=9)
     return _finish(fig, axes, "characters read", "curriculum level (copy length N)",
                    f"{task.replace('_', '-')}: curriculum level over training  [run size: {size}]")
+
+
+def error_at_level(run, level):
+    """(characters read, training error in bits per output vector) at each log point of `run` while it trained
+    `level`: how the error moved on one length of the curriculum, which tells a run still learning when its budget
+    ended from one that had stopped (notebook 08 reads repeat copy at T = 3 with it)."""
+    h = run["history"]
+    points = [(i * run["window"], loss) for i, trained, loss in zip(h["iteration"], h["extra"]["level"], h["train_loss"])
+              if trained == level]
+    return [c for c, _ in points], [e for _, e in points]
+
+
+def plot_error_at_level(found, task, window, level, size="long"):
+    """The error on one curriculum length over the characters read, one line per run (seeds of a method share its
+    colour): a line ends where the run solved the length and moved on, or at the end of its budget. The dotted line
+    is the threshold the curriculum asks for before it moves on."""
+    runs = sorted((r for r in found if (r["dataset"], r["window"]) == (task, window)),
+                  key=lambda r: (METHODS.index(r["method"]), r["seed"]))
+    if not any(error_at_level(r, level)[0] for r in runs):
+        raise ValueError(f"no {task} run at T = {window} trained N = {level}: nothing to draw.")
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    seen = set()
+    for r in runs:
+        characters, error = error_at_level(r, level)
+        ax.plot(characters, error, color=recurrent_color(r["method"]), lw=1, alpha=0.8,
+                label=RECURRENT_LABELS[r["method"]] if r["method"] not in seen and characters else None)
+        seen.add(r["method"])
+    ax.axhline(THRESHOLD, color="0.3", ls=":", lw=1, label=f"threshold to move on ({THRESHOLD})")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+    ax.set_ylim(bottom=0)
+    return _finish(fig, [ax], "characters read", f"error while training N = {level}\n(bits per output vector)",
+                   f"{task.replace('_', '-')}, T = {window}: the error on N = {level}, every run  [run size: {size}]")
 
 
 def plot_text(found, size="long"):

@@ -213,6 +213,23 @@ def test_the_cosine_is_averaged_per_level_trained_and_skips_points_with_nothing_
     assert recurrent_tier.cosine_by_level({"history": {"extra": {"valid_bpc": [2.0]}}}) == {}, "the character model: none"
 
 
+def test_the_error_at_a_level_keeps_only_the_log_points_that_trained_it_and_draws_one_line_per_run():
+    def run(method, seed, levels, losses):
+        return {"dataset": "repeat_copy", "window": 3, "method": method, "seed": seed,
+                "history": {"iteration": [10, 20, 30, 40], "train_loss": losses, "extra": {"level": levels}}}
+    found = [run("tbptt", 0, [1, 2, 2, 2], [5.0, 4.0, 4.1, 4.2]), run("dni", 0, [1, 2, 2, 3], [5.0, 3.0, 2.0, 1.0]),
+             run("dni", 1, [1, 1, 1, 1], [6.0, 5.0, 4.0, 3.0])]
+    assert recurrent_tier.error_at_level(found[1], 2) == ([60, 90], [3.0, 2.0]), "characters = iterations x T"
+    assert recurrent_tier.error_at_level(found[2], 2) == ([], [])
+    fig = recurrent_tier.plot_error_at_level(found, "repeat_copy", 3, 2, "smoke")
+    lines = [line for line in fig.axes[0].lines if len(line.get_xdata()) > 1 or line.get_label().startswith("threshold")]
+    assert [list(line.get_ydata()) for line in lines[:2]] == [[4.0, 4.1, 4.2], [3.0, 2.0]]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == \
+        ["truncated BPTT", "DNI", f"threshold to move on ({recurrent_tier.THRESHOLD})"]
+    with pytest.raises(ValueError, match="trained N = 5"):
+        recurrent_tier.plot_error_at_level(found, "repeat_copy", 3, 5)
+
+
 def test_notebook_08_draws_the_cosine_per_level_for_the_runs_with_a_synthesizer(two_workers):
     *_, folder = two_workers
     found = recurrent_tier.runs("smoke", folder)
