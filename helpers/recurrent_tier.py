@@ -292,7 +292,8 @@ def plot_error_at_level(found, task, window, level, size="long"):
         characters, error = error_at_level(r, level)
         ax.plot(characters, error, color=recurrent_color(r["method"]), lw=1, alpha=0.8,
                 label=RECURRENT_LABELS[r["method"]] if r["method"] not in seen and characters else None)
-        seen.add(r["method"])
+        if characters:                   # a method is named by its first run that trained the level
+            seen.add(r["method"])
     ax.axhline(THRESHOLD, color="0.3", ls=":", lw=1, label=f"threshold to move on ({THRESHOLD})")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
     ax.set_ylim(bottom=0)

@@ -226,6 +226,9 @@ def test_the_error_at_a_level_keeps_only_the_log_points_that_trained_it_and_draw
     assert [list(line.get_ydata()) for line in lines[:2]] == [[4.0, 4.1, 4.2], [3.0, 2.0]]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == \
         ["truncated BPTT", "DNI", f"threshold to move on ({recurrent_tier.THRESHOLD})"]
+    late = [found[0], run("dni", 0, [1, 1, 1, 1], [6.0, 5.0, 4.0, 3.0]), run("dni", 1, [1, 2, 2, 3], [5.0, 3.0, 2.0, 1.0])]
+    fig = recurrent_tier.plot_error_at_level(late, "repeat_copy", 3, 2, "smoke")
+    assert "DNI" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()], "named though its seed 0 never got there"
     with pytest.raises(ValueError, match="trained N = 5"):
         recurrent_tier.plot_error_at_level(found, "repeat_copy", 3, 5)
 
