@@ -318,6 +318,74 @@ def recurrent_tier_section(directory=RESULTS):
         "```", recurrent_tier.text_table(found), "```", ""])
 
 
+def _minutes(runs):
+    """One cell of the cost table: mean minutes of training per run, their range, and how many runs."""
+    if not runs:
+        return ""
+    minutes = [r["seconds"] / 60 for r in runs]
+    spread = f" ({min(minutes):.0f}-{max(minutes):.0f})" if len(runs) > 1 else ""
+    return f"{statistics.fmean(minutes):.0f}{spread} min, n={len(runs)}"
+
+
+def cost_section(directory=RESULTS):
+    """What the long tiers cost: each run's own seconds of training (one thread), per configuration and depth
+    (reference tier, DNI search, CNN rows) and per task, method and window (recurrent tier), so that a reader
+    can plan a reproduction; empty until a long tier has a file."""
+    parts = []
+    groups = {}                      # (what, label) -> {layers: [runs]}
+    for split, what in (("test", "MNIST FCN, test seeds"), ("validation", "DNI search, validation seed 0"),
+                        ("cnn", "MNIST CNN rows")):
+        try:
+            found = reference.runs("long", split, directory)
+        except FileNotFoundError:
+            continue
+        for r in found:
+            if "seconds" not in r:            # a run that does not know its cost is left out of the table
+                continue
+            groups.setdefault((what, r["label"]), {}).setdefault(r.get("layers", 3), []).append(r)
+    if groups:
+        depths = sorted({layers for by_depth in groups.values() for layers in by_depth})
+        rows = ["| tier | configuration | " + " | ".join(f"{d} layers" for d in depths) + " | core-hours |",
+                "|---|---|" + "---|" * len(depths) + "---|"]
+        for (what, label), by_depth in groups.items():
+            hours = sum(r["seconds"] for found in by_depth.values() for r in found) / 3600
+            rows.append(f"| {what} | {label} | " + " | ".join(_minutes(by_depth.get(d, [])) for d in depths)
+                        + f" | {hours:.2f} |")
+        total = sum(r["seconds"] for by_depth in groups.values() for found in by_depth.values() for r in found)
+        parts += ["### The reference tier (`make seeds SG_SIZE=long`)", "",
+                  "Each cell: mean minutes of training per run at one thread (fastest-slowest) and the number of runs; "
+                  f"the last column sums every run of the row. In all {total / 3600:.1f} core-hours.", "", *rows, ""]
+    try:
+        found = recurrent_tier.runs("long", directory)
+    except FileNotFoundError:
+        found = []
+    found = [r for r in found if "seconds" in r]
+    if found:
+        cells = {}
+        for r in found:
+            cells.setdefault((r["dataset"], r["method"]), {}).setdefault(r["window"], []).append(r)
+        windows = sorted({r["window"] for r in found})
+        rows = ["| task | method | " + " | ".join(f"T = {t}" for t in windows) + " | core-hours |",
+                "|---|---|" + "---|" * len(windows) + "---|"]
+        for (task, method), by_window in cells.items():
+            hours = sum(r["seconds"] for runs in by_window.values() for r in runs) / 3600
+            rows.append(f"| {task} | {method} | " + " | ".join(_minutes(by_window.get(t, [])) for t in windows)
+                        + f" | {hours:.2f} |")
+        total = sum(r["seconds"] for r in found)
+        parts += ["### The recurrent tier (`make recurrent SG_SIZE=long`)", "",
+                  "Each cell: mean minutes of training per run at one thread (fastest-slowest; a run is a whole "
+                  f"curriculum, or the character model's training) and the number of runs. In all {total / 3600:.1f} "
+                  "core-hours.", "", *rows, ""]
+    if not parts:
+        return ""
+    return "\n".join(["## What the long tiers cost", "",
+                      "What a reproduction costs on a CPU: every run records its seconds of training at one thread, and "
+                      "most record the processor they ran on (their `cpu` field). These are wall times on shared two-core machines: a "
+                      "run slows while other work shares its core, and one model name can hide processors of different "
+                      "speeds, so the fastest run of a cell is the better guide to what a run needs, and the sums to what "
+                      "the tier took.", "", *parts])
+
+
 def render(directory=RESULTS):
     files = sorted(p for p in directory.glob("[0-9][0-9]_*.json") if p.stem.count(".") == 0)
     if not files:
@@ -345,6 +413,7 @@ def render(directory=RESULTS):
                   seeds_table(record), ""]
     parts.append(table1(directory))
     parts.append(recurrent_tier_section(directory))
+    parts.append(cost_section(directory))
     parts.append(NOTES)
     out = directory / "README.md"
     out.write_text("\n".join(parts))

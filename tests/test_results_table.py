@@ -155,3 +155,24 @@ def test_the_recurrent_tier_is_laid_out_beside_the_papers_table_with_every_seed(
     out = results_table.recurrent_tier_section(tmp_path)
     row = next(line for line in out.splitlines() if line.startswith("  5  ") and "| 1.35 " in line)
     assert row.split()[:10] == ["5", ".", ".", ".", "|", "1.37", ".", "1.734", ".", "|"], row
+
+
+def test_the_cost_of_the_long_tiers_is_given_per_configuration_and_depth(tmp_path):
+    from helpers import recurrent_tier
+    assert results_table.cost_section(tmp_path) == "", "nothing until a long tier has a file"
+    fcn = [{"label": "cdni", "method": "cdni", "layers": layers, "iterations": 10, "seed": seed, "test_accuracy": 0.98,
+            "seconds": seconds} for layers, seed, seconds in ((3, 0, 1200.0), (3, 1, 2400.0), (5, 0, 600.0))]
+    results.save_results("seeds_long", "long", fcn, 1.0, "cpu", directory=tmp_path)
+    out = results_table.cost_section(tmp_path)
+    row = next(line for line in out.splitlines() if line.startswith("| MNIST FCN, test seeds | cdni |"))
+    assert row.split(" | ")[2:] == ["30 (20-40) min, n=2", "10 min, n=1", "1.17 |"], row
+    assert "In all 1.2 core-hours" in out and "recurrent" not in out
+    copy = recurrent_tier.settings("long", "copy")
+    recurrent = [{"method": "dni", "layers": 1, "iterations": 10, "test_accuracy": 0.5, "dataset": "copy", "window": window,
+                  "seed": 0, "solved": 2, "seconds": seconds,
+                  "settings": copy} for window, seconds in ((2, 360.0), (4, 1800.0))]
+    recurrent.append(dict(recurrent[0], settings=dict(copy, lr=1.0), seconds=99999.0))     # superseded: not counted
+    results.save_results("recurrent_long", "long", recurrent, 1.0, "cpu", directory=tmp_path)
+    out = results_table.cost_section(tmp_path)
+    row = next(line for line in out.splitlines() if line.startswith("| copy | dni |"))
+    assert row.split(" | ")[2:] == ["6 min, n=1", "30 min, n=1", "0.60 |"], row
