@@ -237,3 +237,41 @@ def table1(net="fcn", depths=None):
                 f"{mark_errors(errors, paper)}") if errors else "not yet in the reference tier"
         print(f"{layers} layers  {method:10s} paper {paper:4.1f}   ours {ours}" + (f"   [{label}]" if method == "dni" else ""))
     return cells
+
+
+SYNTHESIZER_NAMES = {"dni_paper": "2x1024", "dni_1x1024": "1x1024", "dni_linear": "linear"}
+METHOD_NAMES = {"nobackprop": "no backprop", "backprop": "backprop", "dni": "DNI", "cdni": "cDNI"}
+
+
+def plot_table1(methods=("backprop", "dni", "cdni"), ax=None, directory=None):
+    """Table 1's MNIST FCN block as a figure (notebook 03): test error against depth, every seed of ours (dots) and
+    their mean (solid line) beside the paper's single runs (dashed line, open triangles), one colour per method;
+    beside each DNI mean, the synthesizer depth it used (`dni_for_table`). No backprop (9-23% error) is left to the
+    printed table, so that the gaps of a tenth of a point stay visible."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4.4))
+    cells = table1_cells("fcn", directory=directory)
+    depths = sorted({layers for layers, _ in cells})
+    for k, method in enumerate(methods):
+        color = method_color(method)
+        offset = (k - (len(methods) - 1) / 2) * 0.06                   # methods side by side at each depth
+        ours = [(layers, cells[layers, method][1]) for layers in depths if cells[layers, method][1]]
+        for layers, errors in ours:
+            ax.plot([layers + offset] * len(errors), errors, "o", ms=3.5, color=color, alpha=0.7)
+        ax.plot([layers + offset for layers, _ in ours], [statistics.fmean(e) for _, e in ours], "-", color=color,
+                lw=1.6, label=f"{METHOD_NAMES[method]}, ours (long, dots: seeds)")
+        ax.plot(depths, [cells[layers, method][0] for layers in depths], "--", marker="^", mfc="none", color=color,
+                lw=1.1, label=f"{METHOD_NAMES[method]}, the paper (500k, one run)")
+        if method == "dni":
+            for layers, errors in ours:
+                ax.annotate(SYNTHESIZER_NAMES.get(cells[layers, method][2], cells[layers, method][2]),
+                            (layers + offset, statistics.fmean(errors)), textcoords="offset points", xytext=(-7, 0),
+                            ha="right", va="center", fontsize=8, color=color)
+    ax.set_xticks(depths)
+    ax.set_xlim(depths[0] - 0.4, depths[-1] + 0.3)                      # room for the synthesizer names
+    ax.set_xlabel("layers (DNI's synthesizer, chosen on held-out training images, written beside its mean)", fontsize=9)
+    ax.set_ylabel("test error (%)")
+    ax.set_title("MNIST FCN: Table 1's error by depth, ours beside the paper's  [run size: long]", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))     # beside the axes: no point hidden
+    return ax.figure

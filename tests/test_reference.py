@@ -97,6 +97,19 @@ def test_plot_converged_draws_every_seed_the_quick_run_and_the_papers_marker(tie
     assert low.axes[0].get_ylim()[0] <= 0.95, "a quick run far below the long ones stays in view"
 
 
+def test_plot_table1_draws_our_seeds_as_errors_beside_the_papers_cells_by_depth(tier):
+    fig = reference.plot_table1()
+    ax = fig.axes[0]
+    paper = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines() if "the paper" in line.get_label()}
+    assert paper["DNI, the paper (500k, one run)"] == [1.9, 2.2, 3.4, 4.3], "the paper's errors at 3-6 layers"
+    dots = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert sorted(round(y, 2) for line in dots for y in line.get_ydata()) == sorted(
+        [1.9, 1.8, 1.7, 1.6, 1.5, 1.4, 2.5, 2.0, 1.0]), "every seed of ours, as test error in percent"
+    ours = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines() if "ours" in line.get_label()}
+    assert [round(y, 2) for y in ours["DNI, ours (long, dots: seeds)"]] == [1.83], "a depth without runs is left out"
+    assert [t.get_text() for t in ax.texts] == ["1x1024"], "DNI's mean is named by the synthesizer it used"
+
+
 def test_plot_converged_draws_the_cnn_rows_on_their_own_schedule_beside_the_papers_cnn_cells(tier):
     cnn = [dict(run(f"cnn_{m}", 3, s, a), history={"iteration": [2500, 5000], "test_accuracy": [a - 0.01, a]})
            for m, a in (("backprop", 0.99), ("dni", 0.97)) for s in range(3)]
