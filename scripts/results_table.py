@@ -327,6 +327,21 @@ def _minutes(runs):
     return f"{statistics.fmean(minutes):.0f}{spread} min, n={len(runs)}"
 
 
+def _cost_rows(groups, names, column):
+    """A markdown table of `groups` ({(row name, row name): {column value: [runs]}}): one `_minutes` cell per column
+    value and the row's core-hours; returns (rows, total seconds)."""
+    columns = sorted({value for by_column in groups.values() for value in by_column})
+    rows = [f"| {names[0]} | {names[1]} | " + " | ".join(column.format(c) for c in columns) + " | core-hours |",
+            "|---|---|" + "---|" * len(columns) + "---|"]
+    total = 0.0
+    for (first, second), by_column in groups.items():
+        seconds = sum(r["seconds"] for runs in by_column.values() for r in runs)
+        total += seconds
+        rows.append(f"| {first} | {second} | " + " | ".join(_minutes(by_column.get(c, [])) for c in columns)
+                    + f" | {seconds / 3600:.2f} |")
+    return rows, total
+
+
 def cost_section(directory=RESULTS):
     """What the long tiers cost: each run's own seconds of training (one thread), per configuration and depth
     (reference tier, DNI search, CNN rows) and per task, method and window (recurrent tier), so that a reader
@@ -344,14 +359,7 @@ def cost_section(directory=RESULTS):
                 continue
             groups.setdefault((what, r["label"]), {}).setdefault(r.get("layers", 3), []).append(r)
     if groups:
-        depths = sorted({layers for by_depth in groups.values() for layers in by_depth})
-        rows = ["| tier | configuration | " + " | ".join(f"{d} layers" for d in depths) + " | core-hours |",
-                "|---|---|" + "---|" * len(depths) + "---|"]
-        for (what, label), by_depth in groups.items():
-            hours = sum(r["seconds"] for found in by_depth.values() for r in found) / 3600
-            rows.append(f"| {what} | {label} | " + " | ".join(_minutes(by_depth.get(d, [])) for d in depths)
-                        + f" | {hours:.2f} |")
-        total = sum(r["seconds"] for by_depth in groups.values() for found in by_depth.values() for r in found)
+        rows, total = _cost_rows(groups, ("tier", "configuration"), "{} layers")
         parts += ["### The reference tier (`make seeds SG_SIZE=long`)", "",
                   "Each cell: mean minutes of training per run at one thread (fastest-slowest) and the number of runs; "
                   f"the last column sums every run of the row. In all {total / 3600:.1f} core-hours.", "", *rows, ""]
@@ -364,14 +372,7 @@ def cost_section(directory=RESULTS):
         cells = {}
         for r in found:
             cells.setdefault((r["dataset"], r["method"]), {}).setdefault(r["window"], []).append(r)
-        windows = sorted({r["window"] for r in found})
-        rows = ["| task | method | " + " | ".join(f"T = {t}" for t in windows) + " | core-hours |",
-                "|---|---|" + "---|" * len(windows) + "---|"]
-        for (task, method), by_window in cells.items():
-            hours = sum(r["seconds"] for runs in by_window.values() for r in runs) / 3600
-            rows.append(f"| {task} | {method} | " + " | ".join(_minutes(by_window.get(t, [])) for t in windows)
-                        + f" | {hours:.2f} |")
-        total = sum(r["seconds"] for r in found)
+        rows, total = _cost_rows(cells, ("task", "method"), "T = {}")
         parts += ["### The recurrent tier (`make recurrent SG_SIZE=long`)", "",
                   "Each cell: mean minutes of training per run at one thread (fastest-slowest; a run is a whole "
                   f"curriculum, or the character model's training) and the number of runs. In all {total / 3600:.1f} "
