@@ -382,7 +382,7 @@ def cost_section(directory=RESULTS):
     return "\n".join(["## What the long tiers cost", "",
                       "What a reproduction costs on a CPU: every run records its seconds of training at one thread, and "
                       "most record the processor they ran on (their `cpu` field). These are wall times on shared two-core machines: a "
-                      "run slows while other work shares its core, and one model name can hide processors of different "
+                      "run slows while other work shares its core and counts any time it was paused, and one model name can hide processors of different "
                       "speeds, so the fastest run of a cell is the better guide to what a run needs, and the sums to what "
                       "the tier took.", "", *parts])
 
