@@ -113,6 +113,10 @@ def compare(a, b, layers=3, method_a=None, method_b=None):
             va, vb = accuracies(a, layers, size), accuracies(b, layers, size)
         except FileNotFoundError:
             va, vb = [], []
+        if not va and not vb:           # e.g. the quick tier, which has seeds at 3 layers only: say so in one line
+            verdicts[size] = "no seeds at this size"
+            print(f"{size:5s} {a} vs {b}: no {size}-size seeds at {layers} layers")
+            continue
         verdicts[size] = verdict(va, vb) if va and vb else "not in the reference tier yet"
         print(f"{size:5s} {a} {spread(va)} vs {b} {spread(vb)}: {verdicts[size]}")
     pa, pb = paper_accuracy(method_a or _method(a), layers), paper_accuracy(method_b or _method(b), layers)

@@ -62,9 +62,16 @@ def test_our_cell_is_better_or_worse_than_the_papers_only_on_every_seed():
 def test_compare_reads_both_sizes_and_the_paper(tier, capsys):
     verdicts = reference.compare("cdni", "backprop", 3)
     assert verdicts["long"] == "higher on every seed"
-    assert verdicts["quick"] == "not in the reference tier yet"          # no seeds_quick.json in this tier
+    assert verdicts["quick"] == "no seeds at this size"                  # no seeds_quick.json in this tier
     out = capsys.readouterr().out
     assert "paper cdni 97.8% vs backprop 98.0%" in out
+    assert "quick cdni vs backprop: no quick-size seeds at 3 layers" in out
+
+
+def test_compare_says_when_only_one_side_has_seeds(tier, capsys):
+    verdicts = reference.compare("cdni", "critic", 3)       # cDNI has long seeds in this tier, the critic none
+    assert verdicts["long"] == "not in the reference tier yet"
+    assert "critic not yet run" in capsys.readouterr().out
 
 
 def test_the_dni_depth_is_chosen_on_validation_ties_going_to_the_smaller_synthesizer(tier):
