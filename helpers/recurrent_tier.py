@@ -197,8 +197,9 @@ def cosine_by_level(run):
 
 
 def _panels(runs_of_task, what):
-    """One panel per window the runs cover, and for each panel its runs as (run, seed offset, legend label): seeds
-    are drawn a hair apart so that ties stay visible, and each method is named once per panel."""
+    """One panel per window the runs cover, and for each panel its runs as (run, offset, legend label): methods and
+    their seeds are drawn a hair apart (a tenth of a level between methods, less between seeds), so that a tie
+    stays visible instead of one method's lines hiding another's, and each method is named once per panel."""
     shown = sorted({r["window"] for r in runs_of_task})
     if not shown:
         raise ValueError(f"no {what} to draw: the tier has none finished yet.")
@@ -207,7 +208,8 @@ def _panels(runs_of_task, what):
     for ax, window in zip(axes[0], shown):
         seen, runs = set(), []
         for r in (r for r in runs_of_task if r["window"] == window):
-            runs.append((r, 0.04 * (r["seed"] - 1), RECURRENT_LABELS[r["method"]] if r["method"] not in seen else None))
+            offset = 0.12 * (METHODS.index(r["method"]) - 1) + 0.04 * (r["seed"] - 1)
+            runs.append((r, offset, RECURRENT_LABELS[r["method"]] if r["method"] not in seen else None))
             seen.add(r["method"])
         panels.append((ax, window, runs))
     return fig, axes[0], panels

@@ -203,6 +203,15 @@ def test_notebook_08_reads_the_runs_and_draws_the_level_per_window(two_workers):
         recurrent_tier.plot_levels(found, "repeat_copy", "smoke")
 
 
+def test_tied_runs_of_different_methods_are_drawn_apart():
+    """Copy at T = 4 solves N = 2 on every run of every method: no method's lines may hide another's."""
+    runs = [{"method": m, "seed": s, "window": 4, "dataset": "copy"} for m in rnn.METHODS for s in (0, 1, 2)]
+    _, _, [(_, _, drawn)] = recurrent_tier._panels(runs, "copy runs")
+    offsets = [offset for _, offset, _ in drawn]
+    assert len(set(offsets)) == len(runs), "every (method, seed) at its own height"
+    assert max(abs(o) for o in offsets) < 0.25, "still closer to its own level than to the next"
+
+
 def test_the_cosine_is_averaged_per_level_trained_and_skips_points_with_nothing_measured():
     nan = float("nan")
     run = {"history": {"extra": {"level": [1, 1, 2, 2, 2, 3], "cos_future": [0.2, 0.4, nan, 0.1, -0.1, 0.05]}}}
